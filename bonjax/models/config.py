@@ -1,0 +1,137 @@
+"""Architecture description of the one decoder-only transformer, and named presets.
+
+One frozen dataclass describes every family (tiny, llama, gemma, gemma3): the families differ
+only in switches (norm convention, embedding scale, activation, q/k norm, post-norms, local
+attention windows, soft-capping), never in code paths chosen by family name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Static architecture of a decoder-only transformer.
+
+  Attributes:
+    family: free-form family tag ("tiny", "llama", "gemma", "gemma3"); informational only.
+    vocab_size: number of token ids (rows of the embedding table).
+    num_layers: number of transformer blocks.
+    d_model: residual stream width.
+    num_heads: query heads.
+    num_kv_heads: key/value heads (grouped-query attention when < num_heads).
+    head_dim: width of one attention head.
+    mlp_dim: hidden width of the gated MLP.
+    activation: "silu" (SwiGLU, llama) or "gelu_tanh" (GeGLU, gemma).
+    norm_eps: RMSNorm epsilon.
+    norm_plus_one: the stored norm weight w multiplies as (1 + w) (gemma convention).
+    embed_scale: multiply token embeddings by sqrt(d_model) (gemma).
+    tie_embeddings: the output head is the (unscaled) embedding table.
+    rope_base: rotary base of global layers.
+    local_rope_base: rotary base of local (sliding-window) layers.
+    sliding_window: window of local layers in tokens; None means no local layers.
+    global_every: with a sliding window, every `global_every`-th layer (1-based) is global,
+      e.g. 6 gives layers 5, 11, 17 global (Gemma 3); 0 means all layers are global.
+    qk_norm: per-head RMSNorm on queries and keys before rotary (gemma3).
+    post_norms: extra RMSNorm after attention and after the MLP, before the residual add.
+    query_scale: attention logits are multiplied by this; None means head_dim ** -0.5.
+    attn_softcap: tanh soft-cap of attention logits (gemma2); None disables.
+    final_softcap: tanh soft-cap of output logits (gemma2); None disables.
+    bos_id: token prepended to every prompt by tokenizers of this model (informational).
+  """
+
+  family: str = "tiny"
+  vocab_size: int = 32
+  num_layers: int = 2
+  d_model: int = 64
+  num_heads: int = 4
+  num_kv_heads: int = 2
+  head_dim: int = 16
+  mlp_dim: int = 128
+  activation: str = "silu"
+  norm_eps: float = 1e-6
+  norm_plus_one: bool = False
+  embed_scale: bool = False
+  tie_embeddings: bool = True
+  rope_base: float = 10_000.0
+  local_rope_base: float = 10_000.0
+  sliding_window: int | None = None
+  global_every: int = 0
+  qk_norm: bool = False
+  post_norms: bool = False
+  query_scale: float | None = None
+  attn_softcap: float | None = None
+  final_softcap: float | None = None
+  bos_id: int | None = None
+
+  def replace(self, **changes) -> "ModelConfig":
+    return dataclasses.replace(self, **changes)
+
+  def is_local_layer(self, layer: int) -> bool:
+    """Whether 0-based `layer` uses sliding-window attention."""
+    if self.sliding_window is None or self.global_every <= 0:
+      return False
+    return (layer + 1) % self.global_every != 0
+
+  def num_params(self) -> int:
+    """Parameter count (embedding counted once when tied)."""
+    attn = self.d_model * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
+    mlp = 3 * self.d_model * self.mlp_dim
+    norms = self.d_model * (4 if self.post_norms else 2) + (2 * self.head_dim if self.qk_norm else 0)
+    layer = attn + mlp + norms
+    embed = self.vocab_size * self.d_model * (1 if self.tie_embeddings else 2)
+    return self.num_layers * layer + embed + self.d_model
+
+
+_PRESETS: dict[str, Callable[[], ModelConfig]] = {}
+
+
+def register_preset(name: str):
+  """Decorator adding a zero-argument ModelConfig factory to the preset registry."""
+
+  def wrap(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
+    _PRESETS[name] = fn
+    return fn
+
+  return wrap
+
+
+def preset_names() -> list[str]:
+  return sorted(_PRESETS)
+
+
+def get_preset(name: str, **overrides) -> ModelConfig:
+  """Returns the preset `name` with field `overrides` applied.
+
+  Raises:
+    KeyError: unknown preset, with the list of known ones.
+  """
+  if name not in _PRESETS:
+    raise KeyError(f"model.preset={name!r}: unknown preset; known presets: {preset_names()}")
+  return _PRESETS[name]().replace(**overrides)
+
+
+@register_preset("tiny")
+def _tiny() -> ModelConfig:
+  # Sized to learn multi-digit arithmetic from scratch on 2 CPU cores in a few minutes.
+  return ModelConfig(family="tiny", vocab_size=32, num_layers=4, d_model=128, num_heads=4,
+                     num_kv_heads=2, head_dim=32, mlp_dim=384, activation="silu",
+                     rope_base=10_000.0)
+
+
+@register_preset("smollm2-135m")
+def _smollm2_135m() -> ModelConfig:
+  return ModelConfig(family="llama", vocab_size=49_152, num_layers=30, d_model=576, num_heads=9,
+                     num_kv_heads=3, head_dim=64, mlp_dim=1536, activation="silu", norm_eps=1e-5,
+                     rope_base=100_000.0, local_rope_base=100_000.0, bos_id=1)
+
+
+@register_preset("gemma3-270m")
+def _gemma3_270m() -> ModelConfig:
+  return ModelConfig(family="gemma3", vocab_size=262_144, num_layers=18, d_model=640, num_heads=4,
+                     num_kv_heads=1, head_dim=256, mlp_dim=2048, activation="gelu_tanh",
+                     norm_eps=1e-6, norm_plus_one=True, embed_scale=True, rope_base=1_000_000.0,
+                     local_rope_base=10_000.0, sliding_window=512, global_every=6, qk_norm=True,
+                     post_norms=True, query_scale=256 ** -0.5, bos_id=2)

@@ -1,0 +1,28 @@
+"""Tokenizer registry: config `tokenizer.name` -> factory."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import ml_collections
+
+from bonjax.tokenizers.base import Tokenizer
+from bonjax.tokenizers.char import CharTokenizer
+
+TokenizerFactory = Callable[[ml_collections.ConfigDict], Tokenizer]
+
+TOKENIZERS: dict[str, TokenizerFactory] = {
+    "char": lambda config: CharTokenizer(),
+}
+
+
+def build_tokenizer(config: ml_collections.ConfigDict) -> Tokenizer:
+  """Builds the tokenizer named by `config.tokenizer.name`.
+
+  Raises:
+    ValueError: unknown name, listing the registered ones.
+  """
+  name = config.tokenizer.name
+  if name not in TOKENIZERS:
+    raise ValueError(f"tokenizer.name={name!r}: unknown tokenizer; known: {sorted(TOKENIZERS)}")
+  return TOKENIZERS[name](config)

@@ -1,0 +1,124 @@
+"""Everything a run builds once from its config: model, tokenizer, task, mesh, shardings."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from bonjax.data.example import TaskExample
+from bonjax.models import transformer
+from bonjax.models.config import ModelConfig, get_preset
+from bonjax.parallel import sharding as sharding_lib
+from bonjax.parallel.mesh import make_mesh
+from bonjax.sampling import sampler as sampler_lib
+from bonjax.tokenizers.base import Tokenizer
+from bonjax.tokenizers.registry import build_tokenizer
+from bonjax.training.config_validation import ConfigError, validate_config
+from bonjax.training.tasks import Task, build_task
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass
+class RunSetup:
+  """The static pieces of a run.
+
+  Attributes:
+    config: the validated run config.
+    model_cfg: architecture.
+    tokenizer: text <-> ids.
+    task: examples and verifier.
+    mesh: device mesh (data, fsdp, tensor).
+    compute_dtype: activation dtype.
+  """
+
+  config: ml_collections.ConfigDict
+  model_cfg: ModelConfig
+  tokenizer: Tokenizer
+  task: Task
+  mesh: Mesh
+  compute_dtype: Any
+
+  @property
+  def prompt_buckets(self) -> tuple[int, ...]:
+    return tuple(self.config.lengths.prompt_buckets)
+
+  @property
+  def completion_buckets(self) -> tuple[int, ...]:
+    return tuple(self.config.lengths.completion_buckets)
+
+  def format_prompt(self, example: TaskExample) -> str:
+    """Prompt text the model sees for `example`."""
+    return example.prompt
+
+  def batch_sharding(self, ndim: int) -> NamedSharding:
+    """Sharding of an array whose leading axis is the prompt batch."""
+    batch_axes = sharding_lib.DEFAULT_RULES["batch"]
+    return NamedSharding(self.mesh, PartitionSpec(batch_axes, *([None] * (ndim - 1))))
+
+  def shard_batch(self, batch: Any) -> Any:
+    """Places a host pytree of [B, ...] arrays on the mesh, split over the batch axis."""
+    return jax.tree.map(lambda x: jax.device_put(np.asarray(x), self.batch_sharding(np.ndim(x))),
+                        batch)
+
+  def param_shardings(self) -> Any:
+    abstract = jax.eval_shape(lambda: transformer.init_params(self.model_cfg, jax.random.key(0)))
+    return sharding_lib.tree_shardings(transformer.param_logical_axes(self.model_cfg), abstract,
+                                       self.mesh)
+
+  def init_params(self, seed: int) -> Any:
+    """Random parameters, created directly in their sharded layout."""
+    init = jax.jit(lambda key: transformer.init_params(self.model_cfg, key),
+                   out_shardings=self.param_shardings())
+    return init(jax.random.key(seed))
+
+  def sample(self, params: Any, sampling: sampler_lib.SamplingParams, prompt_tokens: np.ndarray,
+             prompt_valid: np.ndarray, prompt_ids: np.ndarray, rng: jax.Array,
+             step: int) -> sampler_lib.Rollout:
+    """Runs the sampler on the mesh with prompts split over the batch axis."""
+    tokens, valid, ids = self.shard_batch((prompt_tokens, prompt_valid, prompt_ids))
+    return sampler_lib.sample(params, self.model_cfg, sampling, tokens, valid, ids, rng,
+                              jnp.asarray(step, jnp.int32), compute_dtype=self.compute_dtype)
+
+
+def _check_fit(config: ml_collections.ConfigDict, model_cfg: ModelConfig, tokenizer: Tokenizer,
+               mesh: Mesh) -> list[str]:
+  problems = []
+  if tokenizer.vocab_size > model_cfg.vocab_size:
+    problems.append(f"model.preset={config.model.preset!r}: vocab_size {model_cfg.vocab_size} is "
+                    f"smaller than the tokenizer's {tokenizer.vocab_size}")
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  for field in ("train.batch_size", "eval.prompt_batch_size"):
+    section, name = field.split(".")
+    value = config[section][name]
+    if value % shards:
+      problems.append(f"{field}={value}: must be divisible by the {shards} batch shards of the "
+                      f"mesh (data x fsdp = {mesh.shape['data']} x {mesh.shape['fsdp']})")
+  return problems
+
+
+def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
+  """Validates `config` and builds the run's static pieces.
+
+  Raises:
+    ConfigError: every problem found, each naming the field, the value and the rule.
+  """
+  validate_config(config)
+  try:
+    model_cfg = get_preset(config.model.preset)
+    tokenizer = build_tokenizer(config)
+    task = build_task(config)
+    mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
+  except (KeyError, ValueError) as e:
+    raise ConfigError(f"invalid config:\n  {e.args[0] if e.args else e}") from None
+  problems = _check_fit(config, model_cfg, tokenizer, mesh)
+  if problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+  return RunSetup(config=config, model_cfg=model_cfg, tokenizer=tokenizer, task=task, mesh=mesh,
+                  compute_dtype=_DTYPES[config.model.compute_dtype])

@@ -1,0 +1,49 @@
+"""Pure train step: loss -> gradients -> optimizer update, jit-compiled with shardings."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import optax
+from jax.sharding import Mesh
+
+from bonjax.training.state import TrainState, step_key
+
+# loss_fn(params, batch, rng) -> (scalar loss, dict of scalar metrics)
+LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+                    schedule: optax.Schedule | None = None) -> Callable:
+  """Builds `train_step(state, batch) -> (state, metrics)`, a pure function.
+
+  Args:
+    loss_fn: differentiable loss of the parameters (see LossFn).
+    optimizer: the optax transformation whose state lives in `state.opt_state`.
+    schedule: learning-rate schedule, reported as the `learning_rate` metric when given.
+
+  Returns:
+    The step function (not yet jit-compiled).
+  """
+
+  def train_step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, batch, step_key(state))
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+                   param_norm=optax.global_norm(params))
+    if schedule is not None:
+      metrics["learning_rate"] = schedule(state.step)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def jit_train_step(train_step: Callable, state_shardings: Any, batch_shardings: Any,
+                   mesh: Mesh) -> Callable:
+  """Compiles `train_step` for `mesh`: state sharded as given and donated, metrics replicated."""
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return jax.jit(train_step, in_shardings=(state_shardings, batch_shardings),
+                 out_shardings=(state_shardings, replicated), donate_argnums=(0,))

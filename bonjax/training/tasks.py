@@ -1,0 +1,67 @@
+"""Task registry: config `task.name` -> train/test examples and the verifier that scores them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import ml_collections
+
+from bonjax.data import arithmetic
+from bonjax.data.example import TaskExample
+from bonjax.verifiers.arithmetic import ArithmeticVerifier
+from bonjax.verifiers.base import Verifier, VerifierResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What a run trains and evaluates on.
+
+  Attributes:
+    name: registry name.
+    train: training examples (gold answers serve as SFT targets).
+    test: held-out examples for BoN evaluation.
+    verifier: scores completions; `verify_examples` passes it the task's columns.
+  """
+
+  name: str
+  train: Sequence[TaskExample]
+  test: Sequence[TaskExample]
+  verifier: Verifier
+
+  def verify_examples(self, examples: Sequence[TaskExample],
+                      completions: Sequence[str]) -> list[VerifierResult]:
+    """Scores `completions[i]` as an answer to `examples[i]`."""
+    columns: dict[str, Any] = {
+        "answers": [e.answer for e in examples],
+        "tests": [e.tests for e in examples],
+        "entry_points": [e.entry_point for e in examples],
+    }
+    return self.verifier.verify([e.prompt for e in examples], completions, **columns)
+
+
+def _arithmetic(task: ml_collections.ConfigDict) -> Task:
+  spec = arithmetic.ArithmeticSpec(num_digits=task.num_digits, operators=task.operators,
+                                   num_operands=task.num_operands,
+                                   multiply_digits=task.multiply_digits)
+  return Task(name="arithmetic",
+              train=arithmetic.make_split(spec, "train", task.num_train, task.seed),
+              test=arithmetic.make_split(spec, "test", task.num_test, task.seed),
+              verifier=ArithmeticVerifier(strict=task.get("strict_answers", True)))
+
+
+TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
+    "arithmetic": _arithmetic,
+}
+
+
+def build_task(config: ml_collections.ConfigDict) -> Task:
+  """Builds the task named by `config.task.name`.
+
+  Raises:
+    ValueError: unknown name (listing the registered ones) or invalid task fields.
+  """
+  name = config.task.name
+  if name not in TASKS:
+    raise ValueError(f"task.name={name!r}: unknown task; known: {sorted(TASKS)}")
+  return TASKS[name](config.task)

@@ -1,0 +1,74 @@
+"""Quickstart: SFT of the tiny transformer on arithmetic from scratch, then BoN evaluation.
+
+Run with no flags:  python -m launch.main
+Every field can be overridden on the command line, e.g. --config.eval.num_samples=32.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the quickstart configuration (about 5 minutes on 2 CPU cores)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds parameter init, data order and sampling.
+  c.algorithm = "sft"  # Training objective; quickstart trains on gold answers.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.preset = "tiny"  # Architecture preset name (bonjax.models.config.preset_names()).
+  c.model.compute_dtype = "float32"  # Activation/matmul dtype: "float32" or "bfloat16".
+
+  c.task = ml_collections.ConfigDict()
+  c.task.name = "arithmetic"  # Task registry name.
+  c.task.num_digits = 2  # Operands have up to this many digits.
+  c.task.operators = "+-"  # Operators drawn from "+-*".
+  c.task.num_operands = 2  # Operands per problem (>= 3 gives multi-step expressions).
+  c.task.multiply_digits = 1  # Digit cap of "*" operands.
+  c.task.num_train = 8000  # Distinct training problems.
+  c.task.num_test = 200  # Distinct held-out problems (disjoint from training by hash).
+  c.task.seed = 0  # Problem generator seed (the test split is fixed per difficulty).
+
+  c.tokenizer = ml_collections.ConfigDict()
+  c.tokenizer.name = "char"  # Tokenizer registry name.
+
+  c.lengths = ml_collections.ConfigDict()
+  c.lengths.prompt_buckets = (16,)  # Allowed padded prompt lengths (one compile per bucket).
+  c.lengths.completion_buckets = (8,)  # Allowed padded completion lengths for training.
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 1500  # Optimizer steps.
+  c.train.batch_size = 64  # Prompts per step (global, across data-parallel devices).
+  c.train.learning_rate = 3e-3  # Peak learning rate.
+  c.train.lr_schedule = "cosine"  # "cosine", "linear" or "constant" after warm-up.
+  c.train.warmup_steps = 100  # Linear warm-up from 0 to the peak rate.
+  c.train.end_lr_fraction = 0.1  # Final rate as a fraction of the peak (cosine / linear).
+  c.train.weight_decay = 0.01  # AdamW decoupled weight decay.
+  c.train.b1 = 0.9  # Adam beta1.
+  c.train.b2 = 0.98  # Adam beta2.
+  c.train.grad_clip_norm = 1.0  # Global gradient-norm clip (0 disables).
+  c.train.log_every = 50  # Steps between metric writes.
+  c.train.checkpoint_every = 500  # Steps between checkpoints (the last step is always saved).
+  c.train.keep_checkpoints = 2  # Checkpoints kept on disk (oldest deleted first).
+  c.train.async_checkpoints = True  # Save in a background thread while training continues.
+  c.train.eval_every = 0  # Steps between BoN evaluations during training (0: only at the end).
+
+  c.sampling = ml_collections.ConfigDict()
+  c.sampling.num_samples = 16  # N samples per prompt in sample mode / on-policy training.
+  c.sampling.max_new_tokens = 8  # Completion length cap L.
+  c.sampling.temperature = 1.0  # Sampling temperature (0: greedy).
+  c.sampling.top_k = 0  # Keep the k most likely tokens (0: off).
+  c.sampling.top_p = 1.0  # Nucleus mass (1.0: off).
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_prompts = 200  # Held-out prompts evaluated (<= task.num_test).
+  c.eval.num_samples = 16  # n samples per prompt; curves cover k = 1, 2, 4, ..., n.
+  c.eval.temperature = 1.0  # Evaluation sampling temperature.
+  c.eval.top_k = 0  # As sampling.top_k, for evaluation.
+  c.eval.top_p = 1.0  # As sampling.top_p, for evaluation.
+  c.eval.max_new_tokens = 8  # Completion length cap for evaluation.
+  c.eval.prompt_batch_size = 50  # Prompts per sampler call (bounds memory: x n rows).
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1  # Data-parallel devices (-1: all remaining).
+  c.mesh.fsdp = 1  # Devices sharding parameters and optimizer state.
+  c.mesh.tensor = 1  # Tensor-parallel devices (heads / MLP / vocabulary).
+  return c

@@ -1,0 +1,30 @@
+"""bonjax: inference-aware (Best-of-N) fine-tuning of language models in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="bonjax",
+    version="0.1.0",
+    description="Best-of-N-aware fine-tuning, BoN evaluation and BoN distillation in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["bonjax", "bonjax.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # jax 0.10.x is the newest on Python 3.11; newer releases (Python 3.12+) are admitted.
+        "jax>=0.6.0,<1.0",
+        "flax>=0.10.4",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11.0",
+        "chex>=0.1.88",
+        "ml-collections>=0.1.1",
+        "absl-py>=2.1",
+        "numpy>=1.26",
+        "tqdm>=4.66",
+        "matplotlib>=3.8",
+        "tensorboardX>=2.6",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "pytest-xdist>=3.5"],
+    },
+)
