@@ -3,102 +3,22 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import numpy as np
-import tqdm
 
 from bonjax.bon import curves
-from bonjax.data.batching import encode_prompts
-from bonjax.data.example import TaskExample
 from bonjax.sampling import sampler as sampler_lib
+from bonjax.training.rollouts import ScoredSamples, sample_and_score
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
 
 # Separates the evaluation RNG stream from the training one, so evaluating never changes what
 # training samples.
 _EVAL_STREAM = 0x5EED
-
-
-@dataclasses.dataclass
-class ScoredSamples:
-  """n scored completions for each of B prompts.
-
-  Attributes:
-    completions: B lists of n completion texts.
-    correct: bool [B, n] environment reward.
-    scores: float [B, n] verifier scores.
-    answers: B lists of n extracted answers (None when unparseable).
-    statuses: B lists of n verifier statuses.
-    lengths: int [B, n] generated tokens.
-    logprobs: float [B, n] sequence log-probabilities under the sampling policy.
-  """
-
-  completions: list[list[str]]
-  correct: np.ndarray
-  scores: np.ndarray
-  answers: list[list[str | None]]
-  statuses: list[list[str]]
-  lengths: np.ndarray
-  logprobs: np.ndarray
-
-
-def sample_and_score(setup: RunSetup, params: Any, examples: Sequence[TaskExample],
-                     prompt_ids: Sequence[int], sampling: sampler_lib.SamplingParams,
-                     rng: jax.Array, step: int, prompt_batch_size: int,
-                     progress: bool = False) -> ScoredSamples:
-  """Samples `sampling.num_samples` completions per example and verifies them.
-
-  Prompts go through the sampler in fixed-size chunks (the last one padded by repeating its
-  first prompt) so every call has the same shape and compiles once.
-
-  Args:
-    setup: the run's model, tokenizer, task and mesh.
-    params: model parameters.
-    examples: prompts to sample for.
-    prompt_ids: stable id of each example (seeds its samples; see the sampler).
-    sampling: sampler settings.
-    rng: base key.
-    step: step number folded into the sample keys.
-    prompt_batch_size: prompts per sampler call.
-    progress: show a progress bar.
-
-  Returns:
-    ScoredSamples for all examples, in order.
-  """
-  tok = setup.tokenizer
-  texts, logprobs, lengths = [], [], []
-  chunks = range(0, len(examples), prompt_batch_size)
-  for start in tqdm.tqdm(chunks, desc="sampling", disable=not progress, leave=False):
-    chunk = list(examples[start:start + prompt_batch_size])
-    ids = list(prompt_ids[start:start + prompt_batch_size])
-    pad = prompt_batch_size - len(chunk)
-    chunk_prompts = [setup.format_prompt(e) for e in chunk] + [setup.format_prompt(chunk[0])] * pad
-    tokens, valid = encode_prompts(tok, chunk_prompts, setup.prompt_buckets)
-    ids = np.asarray(ids + [ids[0]] * pad, dtype=np.int32)
-    rollout = setup.sample(params, sampling, tokens, valid, ids, rng, step)
-    rollout = jax.device_get(rollout)
-    keep = len(chunk)
-    for row in np.asarray(rollout.tokens)[:keep]:
-      texts.append([tok.decode(sample_tokens) for sample_tokens in row])
-    logprobs.append(np.asarray(rollout.logprobs).sum(-1)[:keep])
-    lengths.append(np.asarray(rollout.lengths)[:keep])
-  n = sampling.num_samples
-  flat_examples = [e for e in examples for _ in range(n)]
-  results = setup.task.verify_examples(flat_examples, [t for row in texts for t in row])
-  grid = lambda f: [[f(r) for r in results[i * n:(i + 1) * n]] for i in range(len(examples))]
-  return ScoredSamples(
-      completions=texts,
-      correct=np.asarray(grid(lambda r: r.correct), dtype=bool).reshape(len(examples), n),
-      scores=np.asarray(grid(lambda r: r.score), dtype=np.float64).reshape(len(examples), n),
-      answers=grid(lambda r: r.answer),
-      statuses=grid(lambda r: Status(r.status).value),
-      lengths=np.concatenate(lengths),
-      logprobs=np.concatenate(logprobs))
 
 
 def diversity_metrics(samples: ScoredSamples) -> dict[str, float]:
@@ -148,9 +68,11 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True)
 def scalar_summary(report: dict[str, Any]) -> dict[str, float]:
   """Flat scalars of a report for the metrics writer (metric@k and diversity)."""
   out = {}
-  for metric, values in report["curve"]["metrics"].items():
-    for k, v in zip(report["curve"]["ks"], values["mean"]):
-      out[f"{metric}@{k}"] = v
+  curve = report["curve"]
+  for metric, values in curve["metrics"].items():
+    for k, v in zip(curve["ks"], values["mean"]):
+      out[metric.replace("@k", f"@{k}")] = v
+  out["mean_reward"] = curve["mean_reward"]["mean"]
   out.update(report["diversity"])
   return out
 

@@ -107,37 +107,52 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   batch_shardings = {k: setup.batch_sharding(2) for k in ("tokens", "valid", "target_mask")}
   step_fn = jit_train_step(step_fn, shardings, batch_shardings, setup.mesh)
 
-  with stop_on_sigterm() as preempted:
-    progress = tqdm.tqdm(range(start, train_cfg.num_steps), initial=start,
-                         total=train_cfg.num_steps, desc="train", disable=jax.process_index() != 0)
-    for step in progress:
-      state, metrics = step_fn(state, setup.shard_batch(supervised_batch(setup, step)))
-      done = step + 1
-      if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
-        metrics = jax.device_get(metrics)
-        writer.write(done, metrics)
-        progress.set_postfix(loss=f"{float(metrics['loss']):.4f}")
-      if (done % train_cfg.checkpoint_every == 0 or done == train_cfg.num_steps
-          or preempted.is_set()):
-        checkpointer.save(done, state, _checkpoint_meta(setup, done), force=True)
-      if preempted.is_set():
-        logging.warning("SIGTERM: saved step %d; rerun the same command to resume.", done)
-        checkpointer.close()
-        writer.close()
-        return {"preempted_at": done}
-      if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.num_steps:
-        writer.write(done, evaluation.scalar_summary(
-            evaluation.evaluate_bon(setup, state.params, done, progress=False)), prefix="eval/")
-  checkpointer.wait()
-  final_step = int(jax.device_get(state.step))
-  report = evaluation.evaluate_bon(setup, state.params, final_step)
-  writer.write(final_step, evaluation.scalar_summary(report), prefix="eval/")
-  if jax.process_index() == 0:
-    paths = evaluation.write_report(report, workdir)
-    logging.info("Wrote %s and %s", *paths)
-  checkpointer.close()
-  writer.close()
-  return report
+  try:
+    with stop_on_sigterm() as preempted:
+      state, done = _train_steps(setup, state, step_fn, start, checkpointer, writer, preempted)
+    if preempted.is_set():
+      logging.warning("SIGTERM: saved step %d; rerun the same command to resume.", done)
+      return {"preempted_at": done}
+    checkpointer.wait()
+    report = evaluation.evaluate_bon(setup, state.params, done)
+    writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+    if jax.process_index() == 0:
+      paths = evaluation.write_report(report, workdir)
+      logging.info("Wrote %s and %s", *paths)
+    return report
+  finally:
+    # Also on a crash: let in-flight checkpoint writes finish so the next run can resume.
+    checkpointer.close()
+    writer.close()
+
+
+def _train_steps(setup: RunSetup, state: TrainState, step_fn, start: int,
+                 checkpointer: Checkpointer, writer: MetricsWriter,
+                 preempted: threading.Event) -> tuple[TrainState, int]:
+  """Runs steps start..num_steps-1 with logging, checkpoints and periodic evaluation.
+
+  Returns:
+    (state, number of steps done), stopping early after a checkpoint when `preempted` is set.
+  """
+  train_cfg = setup.config.train
+  done = start
+  progress = tqdm.tqdm(range(start, train_cfg.num_steps), initial=start,
+                       total=train_cfg.num_steps, desc="train", disable=jax.process_index() != 0)
+  for step in progress:
+    state, metrics = step_fn(state, setup.shard_batch(supervised_batch(setup, step)))
+    done = step + 1
+    if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
+      metrics = jax.device_get(metrics)
+      writer.write(done, metrics)
+      progress.set_postfix(loss=f"{float(metrics['loss']):.4f}")
+    if done % train_cfg.checkpoint_every == 0 or done == train_cfg.num_steps or preempted.is_set():
+      checkpointer.save(done, state, _checkpoint_meta(setup, done), force=True)
+    if preempted.is_set():
+      break
+    if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.num_steps:
+      report = evaluation.evaluate_bon(setup, state.params, done, progress=False)
+      writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+  return state, done
 
 
 def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
