@@ -55,6 +55,14 @@ class Checkpointer:
     restored = self._manager.restore(step, args=args)
     return restored.state, dict(restored.meta)
 
+  def restore_meta(self, step: int | None = None) -> dict[str, Any] | None:
+    """The JSON `meta` item of checkpoint `step` (default: latest), or None without one."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored.meta)
+
   def wait(self) -> None:
     """Blocks until background saves have finished."""
     self._manager.wait_until_finished()

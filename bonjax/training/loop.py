@@ -1,60 +1,68 @@
-"""The training loop (SFT), resumable from orbax checkpoints, and the eval / sample entry points."""
+"""The training loop (SFT or on-policy with any objective), resumable from orbax checkpoints,
+and the eval / sample entry points."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import signal
 import threading
 from typing import Any, Iterator
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 
-from bonjax.data.batching import encode_supervised
-from bonjax.data.order import batch_indices
 from bonjax.models import transformer
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
 from bonjax.training.checkpointing import Checkpointer, abstract_like
 from bonjax.training.metrics_writer import MetricsWriter
 from bonjax.training.run_setup import RunSetup, build_run_setup
-from bonjax.training.sft import sft_loss
+from bonjax.training.config_validation import ConfigError
+from bonjax.training.on_policy import build_on_policy_trainer
+from bonjax.training.sft import SupervisedTrainer
 from bonjax.training.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
 from bonjax.training.step import jit_train_step, make_train_step
 
 
-def state_shardings(setup: RunSetup, optimizer) -> Any:
-  """NamedShardings of the whole TrainState: optimizer moments follow their parameters."""
+def state_shardings(setup: RunSetup, optimizer, with_anchor: bool = False) -> Any:
+  """NamedShardings of the whole TrainState: optimizer moments (and an EMA anchor) follow
+  their parameters' logical axes."""
   abstract_params = jax.eval_shape(
       lambda: transformer.init_params(setup.model_cfg, jax.random.key(0)))
   boxed = sharding_lib.box_logical(abstract_params,
                                    transformer.param_logical_axes(setup.model_cfg))
-  abstract_state = jax.eval_shape(lambda p: create_train_state(p, optimizer, 0), boxed)
+  aux = {"anchor": boxed} if with_anchor else None
+  abstract_state = jax.eval_shape(lambda p, a: create_train_state(p, optimizer, 0, a), boxed, aux)
   return sharding_lib.boxed_shardings(abstract_state, setup.mesh)
 
 
-def init_state(setup: RunSetup, optimizer, shardings: Any) -> TrainState:
-  """Fresh TrainState created directly in its sharded layout."""
-  seed = setup.config.seed
+def initial_params(setup: RunSetup) -> Any:
+  """Random parameters, or those of the latest checkpoint of `config.init_from`."""
+  if setup.config.get("init_from"):
+    params, step = restore_params(setup, setup.config.init_from)
+    logging.info("Initialised from %s (step %d)", setup.config.init_from, step)
+    return params
+  return setup.init_params(setup.config.seed)
 
-  def init(key):
-    return create_train_state(transformer.init_params(setup.model_cfg, key), optimizer, seed)
 
-  return jax.jit(init, out_shardings=shardings)(jax.random.key(seed))
+def init_state(setup: RunSetup, optimizer, shardings: Any, params: Any,
+               aux: Any = None) -> TrainState:
+  """Fresh TrainState from `params`, created directly in its sharded layout."""
+  create = lambda p, a: create_train_state(p, optimizer, setup.config.seed, a)
+  return jax.jit(create, out_shardings=shardings)(params, aux)
 
 
-def supervised_batch(setup: RunSetup, step: int) -> dict[str, np.ndarray]:
-  """The SFT batch of `step`: a pure function of (config, step), so resumes see the same data."""
-  train = setup.config.train
-  idx = batch_indices(setup.config.seed, step, train.batch_size, len(setup.task.train))
-  examples = [setup.task.train[i] for i in idx]
-  return encode_supervised(setup.tokenizer, [setup.format_prompt(e) for e in examples],
-                           [e.answer for e in examples], setup.prompt_buckets,
-                           setup.completion_buckets)
+def build_trainer(setup: RunSetup, params: Any):
+  """SFT on gold answers for `algorithm="sft"`, otherwise on-policy training with the objective
+  registry entry of that name (the reference policy is a copy of the initial `params`)."""
+  if setup.config.algorithm == "sft":
+    return SupervisedTrainer(setup)
+  reference = jax.jit(lambda p: jax.tree.map(jnp.copy, p))(params)  # The state gets donated.
+  return build_on_policy_trainer(setup, reference)
 
 
 @contextlib.contextmanager
@@ -71,14 +79,14 @@ def stop_on_sigterm() -> Iterator[threading.Event]:
     signal.signal(signal.SIGTERM, previous)
 
 
-def _checkpoint_meta(setup: RunSetup, step: int) -> dict[str, Any]:
+def _checkpoint_meta(setup: RunSetup, state: TrainState, step: int) -> dict[str, Any]:
   train = setup.config.train
   return {"step": step, "data_seed": setup.config.seed, "examples_seen": step * train.batch_size,
-          "config": setup.config.to_dict()}
+          "has_aux": state.aux is not None, "config": setup.config.to_dict()}
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains with SFT, resuming from the latest checkpoint in `workdir`, then evaluates.
+  """Trains `config.algorithm`, resuming from the latest checkpoint in `workdir`, then evaluates.
 
   Args:
     config: run config (validated here).
@@ -91,9 +99,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   setup = build_run_setup(config)
   train_cfg = config.train
   optimizer = make_optimizer(train_cfg)
-  shardings = state_shardings(setup, optimizer)
+  params = initial_params(setup)
+  try:
+    trainer = build_trainer(setup, params)
+  except ValueError as e:
+    raise ConfigError(f"invalid config:\n  {e}") from None
+  aux = trainer.init_aux(params)
+  shardings = state_shardings(setup, optimizer, with_anchor=aux is not None)
   checkpointer = Checkpointer(workdir, train_cfg.keep_checkpoints, train_cfg.async_checkpoints)
-  state = init_state(setup, optimizer, shardings)
+  state = init_state(setup, optimizer, shardings, params, aux)
+  del params, aux
   restored = checkpointer.restore(abstract_like(state, shardings))
   start = 0
   if restored is not None:
@@ -101,15 +116,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     start = int(meta["step"])
     logging.info("Resumed from step %d in %s", start, checkpointer.directory)
   writer = MetricsWriter(workdir, resume_step=start if restored else None)
-  loss_fn = functools.partial(sft_loss, model_cfg=setup.model_cfg,
-                              compute_dtype=setup.compute_dtype)
-  step_fn = make_train_step(loss_fn, optimizer, learning_rate_schedule(train_cfg))
-  batch_shardings = {k: setup.batch_sharding(2) for k in ("tokens", "valid", "target_mask")}
-  step_fn = jit_train_step(step_fn, shardings, batch_shardings, setup.mesh)
+  step_fn = make_train_step(trainer.loss_fn, optimizer, learning_rate_schedule(train_cfg),
+                            trainer.aux_update())
+  step_fn = _LazilyShardedStep(step_fn, shardings, setup)
 
   try:
     with stop_on_sigterm() as preempted:
-      state, done = _train_steps(setup, state, step_fn, start, checkpointer, writer, preempted)
+      state, done = _train_steps(setup, trainer, state, step_fn, start, checkpointer,
+                                 writer, preempted)
     if preempted.is_set():
       logging.warning("SIGTERM: saved step %d; rerun the same command to resume.", done)
       return {"preempted_at": done}
@@ -126,7 +140,23 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     writer.close()
 
 
-def _train_steps(setup: RunSetup, state: TrainState, step_fn, start: int,
+class _LazilyShardedStep:
+  """The jit-compiled train step, built on the first batch (whose keys set the batch shardings:
+  every array is split over the mesh along its leading prompt axis)."""
+
+  def __init__(self, step_fn, state_shardings_: Any, setup: RunSetup):
+    self._step_fn, self._state_shardings, self._setup = step_fn, state_shardings_, setup
+    self._compiled = None
+
+  def __call__(self, state: TrainState, batch: dict[str, np.ndarray]):
+    if self._compiled is None:
+      batch_shardings = {k: self._setup.batch_sharding(np.ndim(v)) for k, v in batch.items()}
+      self._compiled = jit_train_step(self._step_fn, self._state_shardings, batch_shardings,
+                                      self._setup.mesh)
+    return self._compiled(state, self._setup.shard_batch(batch))
+
+
+def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: int,
                  checkpointer: Checkpointer, writer: MetricsWriter,
                  preempted: threading.Event) -> tuple[TrainState, int]:
   """Runs steps start..num_steps-1 with logging, checkpoints and periodic evaluation.
@@ -139,14 +169,15 @@ def _train_steps(setup: RunSetup, state: TrainState, step_fn, start: int,
   progress = tqdm.tqdm(range(start, train_cfg.num_steps), initial=start,
                        total=train_cfg.num_steps, desc="train", disable=jax.process_index() != 0)
   for step in progress:
-    state, metrics = step_fn(state, setup.shard_batch(supervised_batch(setup, step)))
+    batch, host_metrics = trainer.batch(state, step)
+    state, metrics = step_fn(state, batch)
     done = step + 1
     if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
-      metrics = jax.device_get(metrics)
+      metrics = dict(jax.device_get(metrics), **host_metrics)
       writer.write(done, metrics)
       progress.set_postfix(loss=f"{float(metrics['loss']):.4f}")
     if done % train_cfg.checkpoint_every == 0 or done == train_cfg.num_steps or preempted.is_set():
-      checkpointer.save(done, state, _checkpoint_meta(setup, done), force=True)
+      checkpointer.save(done, state, _checkpoint_meta(setup, state, done), force=True)
     if preempted.is_set():
       break
     if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.num_steps:
@@ -158,22 +189,33 @@ def _train_steps(setup: RunSetup, state: TrainState, step_fn, start: int,
 def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
   """Parameters and step of the latest checkpoint in `workdir`.
 
+  The checkpoint's own config (saved beside it) rebuilds the optimizer-state structure, so the
+  parameters of any run (SFT, or RL with other optimizer settings) can initialise this one.
+
   Raises:
     FileNotFoundError: no checkpoint, with the command that makes one.
+    ConfigError: the checkpoint holds another architecture.
   """
-  optimizer = make_optimizer(setup.config.train)
-  shardings = state_shardings(setup, optimizer)
-  abstract = jax.eval_shape(
-      lambda: create_train_state(transformer.init_params(setup.model_cfg, jax.random.key(0)),
-                                 optimizer, 0))
   checkpointer = Checkpointer(workdir, setup.config.train.keep_checkpoints, async_save=False)
-  restored = checkpointer.restore(abstract_like(abstract, shardings))
-  checkpointer.close()
-  if restored is None:
-    raise FileNotFoundError(
-        f"no checkpoint under {checkpointer.directory}; train first with "
-        f"`python -m launch.main --mode=train --workdir={workdir}` (same --config)")
-  state, meta = restored
+  try:
+    meta = checkpointer.restore_meta()
+    if meta is None:
+      raise FileNotFoundError(
+          f"no checkpoint under {checkpointer.directory}; train first with "
+          f"`python -m launch.main --mode=train --workdir={workdir}` (same --config)")
+    saved = ml_collections.ConfigDict(meta["config"])
+    if saved.model.preset != setup.config.model.preset:
+      raise ConfigError(f"checkpoint {workdir} holds model.preset={saved.model.preset!r} but this "
+                        f"run has model.preset={setup.config.model.preset!r}")
+    optimizer = make_optimizer(saved.train)
+    shardings = state_shardings(setup, optimizer, with_anchor=meta.get("has_aux", False))
+    abstract = jax.eval_shape(lambda: create_train_state(
+        transformer.init_params(setup.model_cfg, jax.random.key(0)), optimizer, 0,
+        ({"anchor": transformer.init_params(setup.model_cfg, jax.random.key(0))}
+         if meta.get("has_aux") else None)))
+    state, meta = checkpointer.restore(abstract_like(abstract, shardings))
+  finally:
+    checkpointer.close()
   return state.params, int(meta["step"])
 
 

@@ -15,6 +15,8 @@ from bonjax.sampling import sampler as sampler_lib
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
 
+_ROLLOUT_FIELDS = ("tokens", "logprobs", "mask", "lengths")
+
 
 @dataclasses.dataclass
 class ScoredSamples:
@@ -82,9 +84,10 @@ def sample_and_score(setup: RunSetup, params: Any, examples: Sequence[TaskExampl
     padded = np.concatenate([take, np.full(prompt_batch_size - len(take), take[0])])
     rollout = setup.sample(params, sampling, prompt_tokens[padded], prompt_valid[padded],
                            ids[padded], rng, step)
-    parts.append(jax.tree.map(lambda x: np.asarray(x)[:len(take)], jax.device_get(rollout)))
-  rollout = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
-  texts = [[tok.decode(sample_tokens) for sample_tokens in row] for row in rollout.tokens]
+    rollout = jax.device_get(rollout)
+    parts.append({f: np.asarray(getattr(rollout, f))[:len(take)] for f in _ROLLOUT_FIELDS})
+  rollout = {f: np.concatenate([p[f] for p in parts]) for f in _ROLLOUT_FIELDS}
+  texts = [[tok.decode(sample_tokens) for sample_tokens in row] for row in rollout["tokens"]]
   n = sampling.num_samples
   flat_examples = [e for e in examples for _ in range(n)]
   results = setup.task.verify_examples(flat_examples, [t for row in texts for t in row])
@@ -95,9 +98,9 @@ def sample_and_score(setup: RunSetup, params: Any, examples: Sequence[TaskExampl
       scores=np.asarray(grid(lambda r: r.score), dtype=np.float64).reshape(len(examples), n),
       answers=grid(lambda r: r.answer),
       statuses=grid(lambda r: Status(r.status).value),
-      lengths=rollout.lengths,
-      logprobs=rollout.logprobs.sum(-1),
+      lengths=rollout["lengths"],
+      logprobs=rollout["logprobs"].sum(-1),
       prompt_tokens=prompt_tokens,
       prompt_valid=prompt_valid,
-      completion_tokens=rollout.tokens,
-      completion_mask=rollout.mask)
+      completion_tokens=rollout["tokens"],
+      completion_mask=rollout["mask"])

@@ -21,12 +21,14 @@ class TrainState:
     opt_state: optimizer state.
     rng: base PRNG key data (uint32); the key of step s is fold_in(rng, s), so a resumed run
       draws the same randomness as an uninterrupted one.
+    aux: extra trained-alongside state some algorithms keep (J-BOND's EMA anchor), or None.
   """
 
   step: jax.Array
   params: Any
   opt_state: Any
   rng: jax.Array
+  aux: Any = None
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
@@ -54,11 +56,11 @@ def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransforma
 
 
 def create_train_state(params: Any, optimizer: optax.GradientTransformation,
-                       seed: int) -> TrainState:
+                       seed: int, aux: Any = None) -> TrainState:
   """Fresh state at step 0."""
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params),
-                    rng=jax.random.key_data(jax.random.key(seed)))
+                    rng=jax.random.key_data(jax.random.key(seed)), aux=aux)
 
 
 def step_key(state: TrainState) -> jax.Array:

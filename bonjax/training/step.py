@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
@@ -14,14 +15,21 @@ from bonjax.training.state import TrainState, step_key
 LossFn = Callable[[Any, Any, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
 
+def global_norm(tree: Any) -> jax.Array:
+  """Euclidean norm of all leaves of `tree` together (float32)."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule | None = None) -> Callable:
+                    schedule: optax.Schedule | None = None,
+                    aux_update: Callable[[Any, Any], Any] | None = None) -> Callable:
   """Builds `train_step(state, batch) -> (state, metrics)`, a pure function.
 
   Args:
     loss_fn: differentiable loss of the parameters (see LossFn).
     optimizer: the optax transformation whose state lives in `state.opt_state`.
     schedule: learning-rate schedule, reported as the `learning_rate` metric when given.
+    aux_update: `(aux, new_params) -> aux` applied after the update (e.g. an EMA anchor).
 
   Returns:
     The step function (not yet jit-compiled).
@@ -32,11 +40,13 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     (loss, metrics), grads = grad_fn(state.params, batch, step_key(state))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
-                   param_norm=optax.global_norm(params))
+    metrics = dict(metrics, loss=loss, grad_norm=global_norm(grads),
+                   param_norm=global_norm(params))
     if schedule is not None:
       metrics["learning_rate"] = schedule(state.step)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    aux = state.aux if aux_update is None else aux_update(state.aux, params)
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         aux=aux), metrics
 
   return train_step
 

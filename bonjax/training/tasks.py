@@ -11,6 +11,7 @@ from bonjax.data import arithmetic
 from bonjax.data.example import TaskExample
 from bonjax.verifiers.arithmetic import ArithmeticVerifier
 from bonjax.verifiers.base import Verifier, VerifierResult
+from bonjax.verifiers.imperfect import ImperfectVerifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +56,25 @@ TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
 }
 
 
+def _exact(verifier: Verifier, cfg: ml_collections.ConfigDict) -> Verifier:
+  del cfg
+  return verifier
+
+
+def _imperfect(verifier: Verifier, cfg: ml_collections.ConfigDict) -> Verifier:
+  return ImperfectVerifier(verifier, flip_rate=cfg.flip_rate, jitter=cfg.jitter, seed=cfg.seed)
+
+
+# config `verifier.kind` -> how the task's exact verifier is turned into the selection verifier.
+VERIFIER_KINDS: dict[str, Callable[[Verifier, ml_collections.ConfigDict], Verifier]] = {
+    "exact": _exact,
+    "imperfect": _imperfect,
+}
+
+
 def build_task(config: ml_collections.ConfigDict) -> Task:
-  """Builds the task named by `config.task.name`.
+  """Builds the task named by `config.task.name`, with the selection verifier of
+  `config.verifier` (default: the task's exact verifier).
 
   Raises:
     ValueError: unknown name (listing the registered ones) or invalid task fields.
@@ -64,4 +82,12 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   name = config.task.name
   if name not in TASKS:
     raise ValueError(f"task.name={name!r}: unknown task; known: {sorted(TASKS)}")
-  return TASKS[name](config.task)
+  task = TASKS[name](config.task)
+  verifier_cfg = config.get("verifier")
+  if verifier_cfg is None:
+    return task
+  kind = verifier_cfg.kind
+  if kind not in VERIFIER_KINDS:
+    raise ValueError(f"verifier.kind={kind!r}: unknown verifier kind; known: "
+                     f"{sorted(VERIFIER_KINDS)}")
+  return dataclasses.replace(task, verifier=VERIFIER_KINDS[kind](task.verifier, verifier_cfg))

@@ -43,7 +43,7 @@ def test_all_violations_are_reported_together():
     ("task.name", "chess", "task.name='chess': unknown task"),
     ("tokenizer.name", "bpe9", "tokenizer.name='bpe9': unknown tokenizer"),
     ("task.operators", "+/", "task.operators='+/'"),
-    ("mesh.data", 3, "must divide the 8 available devices"),
+    ("mesh.data", 3, "uses 3 devices but 8 are available"),
     ("train.batch_size", 12, "train.batch_size=12: must be divisible by the 8 batch shards"),
 ])
 def test_setup_errors_name_the_field(path, value, message):

@@ -13,6 +13,7 @@ from bonjax.parallel.mesh import make_mesh
 from bonjax.training import loop
 from bonjax.training.metrics_writer import read_metrics
 from bonjax.training.run_setup import build_run_setup
+from bonjax.training import sft
 from bonjax.training.sft import sft_loss
 from bonjax.training.state import make_optimizer
 from bonjax.training.step import jit_train_step, make_train_step
@@ -43,11 +44,11 @@ def one_step(config, mesh_shape):
   setup = dataclasses.replace(setup, mesh=make_mesh(*mesh_shape, devices=jax.devices()[:n]))
   optimizer = make_optimizer(config.train)
   shardings = loop.state_shardings(setup, optimizer)
-  state = loop.init_state(setup, optimizer, shardings)
+  state = loop.init_state(setup, optimizer, shardings, setup.init_params(config.seed))
   loss_fn = lambda p, b, r: sft_loss(p, b, r, model_cfg=setup.model_cfg)
   batch_shardings = {k: setup.batch_sharding(2) for k in ("tokens", "valid", "target_mask")}
   step = jit_train_step(make_train_step(loss_fn, optimizer), shardings, batch_shardings, setup.mesh)
-  state, metrics = step(state, setup.shard_batch(loop.supervised_batch(setup, 0)))
+  state, metrics = step(state, setup.shard_batch(sft.supervised_batch(setup, 0)))
   return float(metrics["loss"]), jax.device_get(state.params), state
 
 
@@ -58,10 +59,11 @@ def test_train_step_same_on_one_device_and_8_device_meshes():
     loss_n, params_n, state = one_step(config, shape)
     assert loss_n == pytest.approx(loss_1, rel=1e-5), shape
     chex.assert_trees_all_close(params_n, params_1, rtol=1e-5, atol=1e-6)
-    # The state really is spread over the mesh, not silently replicated.
     leaves = jax.tree.leaves(state.params)
-    assert any(len(x.sharding.device_set) == int(np.prod(shape)) and
-               not x.sharding.is_fully_replicated for x in leaves), shape
+    assert all(len(x.sharding.device_set) == 8 for x in leaves), shape
+    # Pure data parallelism replicates parameters; fsdp / tensor axes really split them.
+    split = [not x.sharding.is_fully_replicated for x in leaves]
+    assert any(split) == (shape[0] != 8), shape
 
 
 class _Crash(Exception):
@@ -73,19 +75,19 @@ def test_killed_run_resumes_with_identical_metrics(tmp_path, monkeypatch):
   reference_dir, resumed_dir = str(tmp_path / "ref"), str(tmp_path / "resumed")
   loop.train(config, reference_dir)
 
-  real_batch = loop.supervised_batch
+  real_batch = sft.supervised_batch
 
   def crash_at_step_5(setup, step):
     if step == 5:
       raise _Crash()
     return real_batch(setup, step)
 
-  monkeypatch.setattr(loop, "supervised_batch", crash_at_step_5)
+  monkeypatch.setattr(sft, "supervised_batch", crash_at_step_5)
   with pytest.raises(_Crash):
     loop.train(config, resumed_dir)
   steps_before = [m["step"] for m in read_metrics(resumed_dir)]
   assert steps_before == [1, 2, 3, 4, 5]  # Step 5 was logged but never checkpointed.
-  monkeypatch.setattr(loop, "supervised_batch", real_batch)
+  monkeypatch.setattr(sft, "supervised_batch", real_batch)
   report = loop.train(config, resumed_dir)  # Resumes from the step-4 checkpoint.
 
   ref, resumed = read_metrics(reference_dir), read_metrics(resumed_dir)
