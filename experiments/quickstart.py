@@ -6,12 +6,14 @@ Every field can be overridden on the command line, e.g. --config.eval.num_sample
 
 import ml_collections
 
-
 def get_config() -> ml_collections.ConfigDict:
   """Returns the quickstart configuration (about 5 minutes on 2 CPU cores)."""
   c = ml_collections.ConfigDict()
   c.seed = 0  # Seeds parameter init, data order and sampling.
-  c.algorithm = "sft"  # Training objective; quickstart trains on gold answers.
+  c.algorithm = "sft"  # "sft" trains on gold answers; any other objective registry name
+  # (bonjax.objectives.registry) trains on-policy on N samples per prompt.
+  c.init_from = ""  # Workdir whose latest checkpoint initialises the parameters ("": random).
+  c.objective = ml_collections.ConfigDict()  # Options of the objective's config dataclass.
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "tiny"  # Architecture preset name (bonjax.models.config.preset_names()).
@@ -26,6 +28,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.num_train = 8000  # Distinct training problems.
   c.task.num_test = 200  # Distinct held-out problems (disjoint from training by hash).
   c.task.seed = 0  # Problem generator seed (the test split is fixed per difficulty).
+
+  c.verifier = ml_collections.ConfigDict()
+  c.verifier.kind = "exact"  # Selection verifier: "exact", or "imperfect" (a noisy stand-in).
+  c.verifier.flip_rate = 0.1  # "imperfect": probability a verdict in the score is wrong.
+  c.verifier.jitter = 0.5  # "imperfect": uniform tie-breaking noise added to the score.
+  c.verifier.seed = 0  # "imperfect": which completions get misjudged.
+
+  c.reference = ml_collections.ConfigDict()
+  c.reference.num_samples = 16  # M reference samples per prompt (vBoN / BOND reward CDF).
+  c.reference.anchor_ema = 0.05  # J-BOND: anchor <- (1 - eta) anchor + eta policy per step.
 
   c.tokenizer = ml_collections.ConfigDict()
   c.tokenizer.name = "char"  # Tokenizer registry name.

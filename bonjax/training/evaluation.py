@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 from typing import Any
@@ -12,7 +13,7 @@ import numpy as np
 
 from bonjax.bon import curves
 from bonjax.sampling import sampler as sampler_lib
-from bonjax.training.rollouts import ScoredSamples, sample_and_score
+from bonjax.training.rollouts import ScoredSamples, group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
 
@@ -22,26 +23,52 @@ _EVAL_STREAM = 0x5EED
 
 
 def diversity_metrics(samples: ScoredSamples) -> dict[str, float]:
-  """Distinct final answers per prompt, unparseable rate, mean length and NLL per token."""
+  """Distinct final answers per prompt, verifier status rates, mean length, and the per-token
+  entropy of the sampling policy (estimated without bias by the mean NLL of its own samples)."""
   distinct = [len({a for a in row if a is not None}) for row in samples.answers]
   statuses = collections.Counter(s for row in samples.statuses for s in row)
   total = sum(statuses.values())
   metrics = {
       "distinct_answers_per_prompt": float(np.mean(distinct)),
       "mean_completion_tokens": float(samples.lengths.mean()),
-      "nll_per_token": float(-samples.logprobs.sum() / max(samples.lengths.sum(), 1)),
+      "entropy_per_token": float(-samples.logprobs.sum() / max(samples.lengths.sum(), 1)),
   }
   for status in Status:
     metrics[f"status_{status.value}_rate"] = statuses.get(status.value, 0) / max(total, 1)
   return metrics
 
 
-def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True) -> dict[str, Any]:
+def kl_to_reference(setup: RunSetup, samples: ScoredSamples, reference_params: Any,
+                    temperature: float, prompt_batch_size: int) -> float:
+  """Monte-Carlo KL(policy || reference) per sequence: mean of log pi - log pi_ref over the
+  policy's own samples (both at the evaluation temperature)."""
+  logp = jax.jit(functools.partial(group_logprobs, model_cfg=setup.model_cfg,
+                                   temperature=max(temperature, 1e-6),
+                                   compute_dtype=setup.compute_dtype))
+  ref = []
+  for start in range(0, len(samples.completions), prompt_batch_size):
+    rows = np.arange(start, min(start + prompt_batch_size, len(samples.completions)))
+    padded = np.concatenate([rows, np.full(prompt_batch_size - len(rows), rows[0])])
+    args = setup.shard_batch((samples.prompt_tokens[padded], samples.prompt_valid[padded],
+                              samples.completion_tokens[padded], samples.completion_mask[padded]))
+    ref.append(np.asarray(jax.device_get(logp(reference_params, *args)[0]))[:len(rows)])
+  return float(np.mean(samples.logprobs - np.concatenate(ref)))
+
+
+def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
+                 reference_params: Any = None) -> dict[str, Any]:
   """BoN evaluation on the first `eval.num_prompts` held-out prompts.
+
+  Args:
+    setup: the run.
+    params: parameters to evaluate.
+    step: training step (recorded, and folded into the sample keys).
+    progress: show a progress bar.
+    reference_params: when given, also report KL(policy || reference).
 
   Returns:
     A report: the BoN curve (pass@k, bon_acc@k, maj@k, mean reward for k = 1, 2, 4, ..., n),
-    diversity metrics, the settings, and a few example completions.
+    diversity metrics (and the KL), the settings, and a few example completions.
   """
   cfg = setup.config.eval
   examples = list(setup.task.test[:cfg.num_prompts])
@@ -53,13 +80,17 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, step,
                              cfg.prompt_batch_size, progress)
   curve = curves.bon_curve(samples.correct, samples.scores, samples.answers)
+  diversity = diversity_metrics(samples)
+  if reference_params is not None:
+    diversity["kl_to_reference"] = kl_to_reference(setup, samples, reference_params,
+                                                   cfg.temperature, cfg.prompt_batch_size)
   return {
       "step": int(step),
       "num_prompts": len(examples),
       "num_samples": cfg.num_samples,
       "temperature": cfg.temperature,
       "curve": curve,
-      "diversity": diversity_metrics(samples),
+      "diversity": diversity,
       "examples": [{"prompt": e.prompt, "gold": e.answer, "completions": samples.completions[i][:4]}
                    for i, e in enumerate(examples[:5])],
   }

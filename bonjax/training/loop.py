@@ -56,13 +56,23 @@ def init_state(setup: RunSetup, optimizer, shardings: Any, params: Any,
   return jax.jit(create, out_shardings=shardings)(params, aux)
 
 
-def build_trainer(setup: RunSetup, params: Any):
+def build_trainer(setup: RunSetup, reference_params: Any):
   """SFT on gold answers for `algorithm="sft"`, otherwise on-policy training with the objective
-  registry entry of that name (the reference policy is a copy of the initial `params`)."""
+  registry entry of that name, with `reference_params` as the frozen reference policy."""
   if setup.config.algorithm == "sft":
     return SupervisedTrainer(setup)
-  reference = jax.jit(lambda p: jax.tree.map(jnp.copy, p))(params)  # The state gets donated.
-  return build_on_policy_trainer(setup, reference)
+  return build_on_policy_trainer(setup, reference_params)
+
+
+def reference_copy(setup: RunSetup, params: Any) -> Any:
+  """A separate copy of the initial parameters (the train state's buffers get donated).
+
+  Needed by objectives with a reference policy, and by the final evaluation's KL to the starting
+  checkpoint when training starts from `init_from`; None otherwise.
+  """
+  if not setup.config.get("init_from") and setup.config.algorithm == "sft":
+    return None
+  return jax.jit(lambda p: jax.tree.map(jnp.copy, p))(params)
 
 
 @contextlib.contextmanager
@@ -100,8 +110,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   train_cfg = config.train
   optimizer = make_optimizer(train_cfg)
   params = initial_params(setup)
+  reference = reference_copy(setup, params)
   try:
-    trainer = build_trainer(setup, params)
+    trainer = build_trainer(setup, reference)
   except ValueError as e:
     raise ConfigError(f"invalid config:\n  {e}") from None
   aux = trainer.init_aux(params)
@@ -128,7 +139,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       logging.warning("SIGTERM: saved step %d; rerun the same command to resume.", done)
       return {"preempted_at": done}
     checkpointer.wait()
-    report = evaluation.evaluate_bon(setup, state.params, done)
+    report = evaluation.evaluate_bon(setup, state.params, done, reference_params=reference)
     writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
     if jax.process_index() == 0:
       paths = evaluation.write_report(report, workdir)
@@ -156,6 +167,10 @@ class _LazilyShardedStep:
     return self._compiled(state, self._setup.shard_batch(batch))
 
 
+def trainer_reference(trainer) -> Any:
+  return getattr(trainer, "reference_params", None)
+
+
 def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: int,
                  checkpointer: Checkpointer, writer: MetricsWriter,
                  preempted: threading.Event) -> tuple[TrainState, int]:
@@ -181,7 +196,8 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
     if preempted.is_set():
       break
     if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.num_steps:
-      report = evaluation.evaluate_bon(setup, state.params, done, progress=False)
+      report = evaluation.evaluate_bon(setup, state.params, done, progress=False,
+                                       reference_params=trainer_reference(trainer))
       writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
   return state, done
 

@@ -22,47 +22,17 @@ import numpy as np
 from bonjax.data.batching import encode_supervised
 from bonjax.data.order import batch_indices
 from bonjax.models.config import ModelConfig
-from bonjax.models.logprobs import sequence_logprobs
 from bonjax.objectives.bond import ema_anchor_update
 from bonjax.objectives.inputs import ObjectiveInputs
 from bonjax.objectives.registry import ObjectiveSpec, get_objective
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.training.reference_samples import ReferenceSampleCache, best_of_subset
-from bonjax.training.rollouts import sample_and_score
+from bonjax.training.rollouts import group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
 from bonjax.training.state import TrainState
 
 # The training sampler's RNG stream (evaluation and reference samples use others).
 _TRAIN_STREAM = 0x7A1
-
-
-def group_logprobs(params: Any, model_cfg: ModelConfig, prompt_tokens: jax.Array,
-                   prompt_valid: jax.Array, completions: jax.Array, completion_mask: jax.Array, *,
-                   temperature: float, compute_dtype: Any) -> tuple[jax.Array, jax.Array]:
-  """Sequence log-probabilities of N completions per prompt (teacher forcing).
-
-  Args:
-    params: model parameters.
-    model_cfg: architecture.
-    prompt_tokens: int32 [B, P] left-padded prompts.
-    prompt_valid: bool [B, P].
-    completions: int32 [B, N, L].
-    completion_mask: bool [B, N, L] scored tokens.
-    temperature: the policy's temperature (the sampler's, so ratios to the sampler are exact).
-    compute_dtype: activation dtype.
-
-  Returns:
-    ([B, N] summed log-probabilities, [B, N] token counts).
-  """
-  b, n, length = completions.shape
-  repeat = lambda x: jnp.repeat(x, n, axis=0)
-  tokens = jnp.concatenate([repeat(prompt_tokens), completions.reshape(b * n, length)], axis=1)
-  valid = jnp.concatenate([repeat(prompt_valid), completion_mask.reshape(b * n, length)], axis=1)
-  target = jnp.concatenate([jnp.zeros_like(repeat(prompt_valid)),
-                            completion_mask.reshape(b * n, length)], axis=1)
-  seq, _ = sequence_logprobs(params, model_cfg, tokens, valid, target, temperature=temperature,
-                             compute_dtype=compute_dtype)
-  return seq.reshape(b, n), completion_mask.sum(-1).astype(jnp.float32)
 
 
 def on_policy_loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *,

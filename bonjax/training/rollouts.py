@@ -1,4 +1,5 @@
-"""Rollouts: sample N completions per prompt with the sampler, decode and verify them."""
+"""Rollouts: sample N completions per prompt with the sampler, decode and verify them; score
+them again under any parameters (the trainer's and the reference's log-probabilities)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import dataclasses
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
 from bonjax.data.batching import encode_prompts
 from bonjax.data.example import TaskExample
+from bonjax.models.config import ModelConfig
+from bonjax.models.logprobs import sequence_logprobs
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
@@ -104,3 +108,32 @@ def sample_and_score(setup: RunSetup, params: Any, examples: Sequence[TaskExampl
       prompt_valid=prompt_valid,
       completion_tokens=rollout["tokens"],
       completion_mask=rollout["mask"])
+
+
+def group_logprobs(params: Any, prompt_tokens: jax.Array, prompt_valid: jax.Array,
+                   completions: jax.Array, completion_mask: jax.Array, *, model_cfg: ModelConfig,
+                   temperature: float, compute_dtype: Any) -> tuple[jax.Array, jax.Array]:
+  """Sequence log-probabilities of N completions per prompt (teacher forcing).
+
+  Args:
+    params: model parameters.
+    prompt_tokens: int32 [B, P] left-padded prompts.
+    prompt_valid: bool [B, P].
+    completions: int32 [B, N, L].
+    completion_mask: bool [B, N, L] scored tokens.
+    model_cfg: architecture.
+    temperature: the policy's temperature (the sampler's, so ratios to the sampler are exact).
+    compute_dtype: activation dtype.
+
+  Returns:
+    ([B, N] summed log-probabilities, [B, N] token counts).
+  """
+  b, n, length = completions.shape
+  repeat = lambda x: jnp.repeat(x, n, axis=0)
+  tokens = jnp.concatenate([repeat(prompt_tokens), completions.reshape(b * n, length)], axis=1)
+  valid = jnp.concatenate([repeat(prompt_valid), completion_mask.reshape(b * n, length)], axis=1)
+  target = jnp.concatenate([jnp.zeros_like(repeat(prompt_valid)),
+                            completion_mask.reshape(b * n, length)], axis=1)
+  seq, _ = sequence_logprobs(params, model_cfg, tokens, valid, target, temperature=temperature,
+                             compute_dtype=compute_dtype)
+  return seq.reshape(b, n), completion_mask.sum(-1).astype(jnp.float32)
