@@ -46,9 +46,23 @@ def default_workdir(config_path: str) -> str:
   return os.path.join("workdir", name)
 
 
+class _QuietLibraries:
+  """Drops INFO records of chatty libraries (orbax logs every save step at INFO)."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= 30 or "orbax" not in record.pathname
+
+
+def quiet_library_logs() -> None:
+  import logging as std_logging
+  for handler in std_logging.getLogger().handlers:
+    handler.addFilter(_QuietLibraries())
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  quiet_library_logs()
   workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
   logging.info("mode=%s workdir=%s", _MODE.value, os.path.abspath(workdir))
   try:
