@@ -28,6 +28,7 @@ if _REPO_ROOT not in sys.path:  # Lets `python launch/main.py` import bonjax and
   sys.path.insert(0, _REPO_ROOT)
 
 from bonjax.training import loop  # noqa: E402
+from launch.logging_setup import quiet_library_logs  # noqa: E402
 from bonjax.training.config_validation import ConfigError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -44,19 +45,6 @@ _MODES = {"train": loop.train, "eval": loop.evaluate, "sample": loop.sample}
 def default_workdir(config_path: str) -> str:
   name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
   return os.path.join("workdir", name)
-
-
-class _QuietLibraries:
-  """Drops INFO records of chatty libraries (orbax logs every save step at INFO)."""
-
-  def filter(self, record) -> bool:
-    return record.levelno >= 30 or "orbax" not in record.pathname
-
-
-def quiet_library_logs() -> None:
-  import logging as std_logging
-  for handler in std_logging.getLogger().handlers:
-    handler.addFilter(_QuietLibraries())
 
 
 def main(argv):

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from bonjax.training import evaluation, loop  # noqa: E402
 from bonjax.training.run_setup import build_run_setup  # noqa: E402
+from launch.logging_setup import quiet_library_logs  # noqa: E402
 
 # Experiment files of the sweep, baselines first.
 ALGORITHMS = ("sft", "rft", "sft_best_of_n", "rl_s", "rl_v", "bon_sft", "bon_rl_s", "bon_rl_v",
@@ -152,6 +153,7 @@ def plot_reward_vs_kl(results: dict[str, list[dict]], path: str) -> None:
 
 def main(argv):
   del argv
+  quiet_library_logs()
   seeds = [int(s) for s in _SEEDS.value]
   for name in _ALGORITHMS.value:
     if name not in ALGORITHMS:
@@ -164,7 +166,7 @@ def main(argv):
       if report is None and not _REPORT_ONLY.value:
         logging.info("Running %s seed %d in %s", name, seed, workdir)
         report = loop.train(experiment_config(name, seed), workdir)
-      if report is not None:
+      if report is not None and "curve" in report:  # Not a run stopped by SIGTERM.
         results.setdefault(name, []).append(report)
   n = results["start"][0]["curve"]["ks"][-1]
   rows = {name: summary_row(reports, n) for name, reports in results.items()}

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from typing import Any, Iterator
 
 import jax
@@ -183,12 +184,16 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
   done = start
   progress = tqdm.tqdm(range(start, train_cfg.num_steps), initial=start,
                        total=train_cfg.num_steps, desc="train", disable=jax.process_index() != 0)
+  window_start = time.perf_counter()
   for step in progress:
     batch, host_metrics = trainer.batch(state, step)
     state, metrics = step_fn(state, batch)
     done = step + 1
     if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
       metrics = dict(jax.device_get(metrics), **host_metrics)
+      steps_in_window = done - max(start, (done - 1) // train_cfg.log_every * train_cfg.log_every)
+      metrics["seconds_per_step"] = (time.perf_counter() - window_start) / steps_in_window
+      window_start = time.perf_counter()
       writer.write(done, metrics)
       progress.set_postfix(loss=f"{float(metrics['loss']):.4f}")
     if done % train_cfg.checkpoint_every == 0 or done == train_cfg.num_steps or preempted.is_set():
