@@ -1,0 +1,358 @@
+"""The one decoder-only transformer: parameters, full forward pass, output head.
+
+Parameters are declared by Flax Linen modules (`TransformerParams`), so each carries logical
+axis names for sharding, but the forward pass is a set of pure functions of the unboxed params
+pytree. One implementation of a block (`layer_qkv`, `layer_attention_residual`,
+`layer_mlp_residual`) serves the full forward pass here and the cached decoding step in
+`kv_cache.py`; only where the keys come from differs.
+
+Layers are stacked on a leading "layers" axis and the forward pass scans over them, which keeps
+compile time flat in depth (Gemma 3 has 18 layers, SmolLM2 30). The per-layer differences of a
+family (sliding window or global attention, local or global rotary base) are scanned-over
+arrays built from the config at trace time, so one scan body serves every layer. (Measured on
+the 2-core CPU this was developed on: decoding with SmolLM2's 30 layers unrolled, each layer's
+weights and caches in separate buffers, used about 5% less CPU time per token than the scan,
+whose body slices each layer's weights out of the stack, but took 2-4x longer to compile.)
+
+Parameter layout (float32; L = num_layers):
+
+  embedding       [V, D]           ("vocab", "embed")
+  unembedding     [V, D]           ("vocab", "embed")     only when tie_embeddings is False
+  final_norm      [D]              ("embed",)
+  layers/
+    attn_norm     [L, D]           ("layers", "embed")
+    q             [L, D, H, Dh]    ("layers", "embed", "q_heads", "head_dim")
+    k, v          [L, D, K, Dh]    ("layers", "embed", "kv_heads", "head_dim")
+    o             [L, H, Dh, D]    ("layers", "q_heads", "head_dim", "embed")
+    q_norm,k_norm [L, Dh]          ("layers", "head_dim")  only with qk_norm
+    post_attn_norm[L, D]           ("layers", "embed")     only with post_norms
+    mlp_norm      [L, D]           ("layers", "embed")
+    gate, up      [L, D, F]        ("layers", "embed", "mlp")
+    down          [L, F, D]        ("layers", "mlp", "embed")
+    post_mlp_norm [L, D]           ("layers", "embed")     only with post_norms
+
+Norm weights are stored as used by the config's convention: with norm_plus_one the multiplier
+is (1 + w) and w is initialised to 0.
+
+Precision: the residual stream, norms, rotary and softmax are float32; matmul inputs are the
+compute dtype (params are cast where used, norm weights never) and accumulate in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bonjax.models import attention
+from bonjax.models import layers
+from bonjax.models.config import ModelConfig
+
+Params = dict[str, Any]
+
+# Window of a global layer: larger than any sequence, so the window test never masks.
+GLOBAL_WINDOW = 2**30
+
+
+def check_config(cfg: ModelConfig) -> None:
+  """Raises ValueError naming the field, value and rule when `cfg` cannot be built."""
+  rules = [
+      ("num_heads", cfg.num_heads, cfg.num_kv_heads > 0 and cfg.num_heads % cfg.num_kv_heads == 0,
+       f"must be a multiple of num_kv_heads={cfg.num_kv_heads}"),
+      ("head_dim", cfg.head_dim, cfg.head_dim > 0 and cfg.head_dim % 2 == 0,
+       "must be even and > 0 (split-half rotary)"),
+      ("activation", cfg.activation, cfg.activation in layers.ACTIVATIONS,
+       f"must be one of {sorted(layers.ACTIVATIONS)}"),
+      ("sliding_window", cfg.sliding_window, cfg.sliding_window is None or cfg.sliding_window >= 1,
+       "must be None or >= 1"),
+  ]
+  for name, value, ok, rule in rules:
+    if not ok:
+      raise ValueError(f"model.{name}={value!r}: {rule}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter declaration (Linen): shapes, initialisers and logical axis names.
+# ----------------------------------------------------------------------------------------------
+
+
+def _declare(module: nn.Module, name: str, init, shape: tuple[int, ...],
+             axes: tuple[str | None, ...]) -> jax.Array:
+  return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.float32)
+
+
+def _stacked_dense_init(in_axis, out_axis):
+  # Fan-in scaling per layer: the leading layer axis is a batch axis, not a fan.
+  return nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=in_axis,
+                                          out_axis=out_axis, batch_axis=(0,))
+
+
+def _norm_init(cfg: ModelConfig):
+  # The multiplier starts at 1 under either convention.
+  return nn.initializers.zeros if cfg.norm_plus_one else nn.initializers.ones
+
+
+class LayerStackParams(nn.Module):
+  """Declares the parameters of all blocks, stacked on a leading "layers" axis."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self) -> None:
+    c = self.cfg
+    n, d, h, k, hd, f = c.num_layers, c.d_model, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
+    norm = _norm_init(c)
+    _declare(self, "attn_norm", norm, (n, d), ("layers", "embed"))
+    _declare(self, "q", _stacked_dense_init(1, (2, 3)), (n, d, h, hd),
+             ("layers", "embed", "q_heads", "head_dim"))
+    _declare(self, "k", _stacked_dense_init(1, (2, 3)), (n, d, k, hd),
+             ("layers", "embed", "kv_heads", "head_dim"))
+    _declare(self, "v", _stacked_dense_init(1, (2, 3)), (n, d, k, hd),
+             ("layers", "embed", "kv_heads", "head_dim"))
+    _declare(self, "o", _stacked_dense_init((1, 2), 3), (n, h, hd, d),
+             ("layers", "q_heads", "head_dim", "embed"))
+    if c.qk_norm:
+      _declare(self, "q_norm", norm, (n, hd), ("layers", "head_dim"))
+      _declare(self, "k_norm", norm, (n, hd), ("layers", "head_dim"))
+    if c.post_norms:
+      _declare(self, "post_attn_norm", norm, (n, d), ("layers", "embed"))
+      _declare(self, "post_mlp_norm", norm, (n, d), ("layers", "embed"))
+    _declare(self, "mlp_norm", norm, (n, d), ("layers", "embed"))
+    _declare(self, "gate", _stacked_dense_init(1, 2), (n, d, f), ("layers", "embed", "mlp"))
+    _declare(self, "up", _stacked_dense_init(1, 2), (n, d, f), ("layers", "embed", "mlp"))
+    _declare(self, "down", _stacked_dense_init(1, 2), (n, f, d), ("layers", "mlp", "embed"))
+
+
+class TransformerParams(nn.Module):
+  """Declares every parameter of the model; `__call__` creates them and computes nothing."""
+
+  cfg: ModelConfig
+
+  @nn.compact
+  def __call__(self) -> None:
+    c = self.cfg
+    # Unit-scale logits at initialisation: rows of norm ~1 against a final hidden of RMS 1.
+    embed_init = nn.initializers.normal(stddev=c.d_model**-0.5)
+    _declare(self, "embedding", embed_init, (c.vocab_size, c.d_model), ("vocab", "embed"))
+    if not c.tie_embeddings:
+      _declare(self, "unembedding", embed_init, (c.vocab_size, c.d_model), ("vocab", "embed"))
+    _declare(self, "final_norm", _norm_init(c), (c.d_model,), ("embed",))
+    LayerStackParams(c, name="layers")()
+
+
+def init_params(cfg: ModelConfig, rng: jax.Array) -> Params:
+  """Returns freshly initialised float32 parameters (plain arrays, no partitioning boxes).
+
+  Args:
+    cfg: model configuration.
+    rng: PRNG key.
+  """
+  check_config(cfg)
+  return _jitted_init(cfg, rng)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_init(cfg: ModelConfig, rng: jax.Array) -> Params:
+  return nn.unbox(TransformerParams(cfg).init(rng)["params"])
+
+
+def param_logical_axes(cfg: ModelConfig) -> Params:
+  """Logical axis names of every parameter, without allocating any.
+
+  Returns:
+    A pytree shaped like `init_params(cfg, ...)` whose leaves are tuples of axis names
+    (use `is_leaf=lambda x: isinstance(x, tuple)` when mapping over it).
+  """
+  check_config(cfg)
+  abstract = jax.eval_shape(lambda: TransformerParams(cfg).init(jax.random.key(0))["params"])
+  return jax.tree.map(lambda box: tuple(box.names), abstract,
+                      is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def cast_params(params: Params, dtype: Any) -> Params:
+  """Casts the matmul weights to `dtype` once; norm weights stay float32.
+
+  A forward pass casts weights where it uses them anyway, so this changes no result; it lets a
+  decoding loop read weights in `dtype` on every step instead of converting them each time.
+  """
+
+  def cast(path, leaf):
+    is_norm = any(getattr(p, "key", "").endswith("norm") for p in path)
+    return leaf if is_norm else leaf.astype(dtype)
+
+  return jax.tree_util.tree_map_with_path(cast, params)
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward pass.
+# ----------------------------------------------------------------------------------------------
+
+
+def positions_from_valid(valid: jax.Array) -> jax.Array:
+  """Token positions cumsum(valid) - 1: the first real token is at 0 whatever the padding.
+
+  Args:
+    valid: [B, T] bool.
+
+  Returns:
+    [B, T] int32 (padding before the first real token gets -1; it is never attended to).
+  """
+  return jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1
+
+
+def layer_tables(cfg: ModelConfig) -> dict[str, jax.Array]:
+  """Per-layer constants scanned over with the layer params.
+
+  Returns:
+    inv_freq [L, head_dim // 2] float32 rotary inverse frequencies (local or global base),
+    window [L] int32 attention window (GLOBAL_WINDOW for global layers).
+  """
+  is_local = [cfg.is_local_layer(i) for i in range(cfg.num_layers)]
+  bases = [cfg.local_rope_base if local else cfg.rope_base for local in is_local]
+  windows = [cfg.sliding_window if local else GLOBAL_WINDOW for local in is_local]
+  return {
+      "inv_freq": jnp.asarray(layers.rope_inverse_frequencies(bases, cfg.head_dim)),
+      "window": jnp.asarray(np.asarray(windows, dtype=np.int32)),
+  }
+
+
+def embed_tokens(params: Params, cfg: ModelConfig, tokens: jax.Array, dtype: Any) -> jax.Array:
+  """Token embeddings as the float32 residual stream, [..., D].
+
+  Rows are rounded to the compute dtype first, so a forward pass gives the same result whether
+  the caller pre-cast the params or not.
+  """
+  x = jnp.take(params["embedding"], tokens, axis=0).astype(dtype).astype(jnp.float32)
+  if cfg.embed_scale:
+    x = x * np.float32(np.sqrt(cfg.d_model))
+  return x
+
+
+def _norm(x: jax.Array, scale: jax.Array, cfg: ModelConfig) -> jax.Array:
+  return layers.rms_norm(x, scale, eps=cfg.norm_eps, plus_one=cfg.norm_plus_one)
+
+
+def layer_qkv(lp: Params, cfg: ModelConfig, x: jax.Array, positions: jax.Array,
+              inv_freq: jax.Array, dtype: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Queries, keys and values of one block (pre-norm, q/k norm, rotary).
+
+  Args:
+    lp: one layer's params (no layer axis).
+    cfg: model configuration.
+    x: [B, T, D] float32 residual stream.
+    positions: [B, T] int32.
+    inv_freq: [head_dim // 2] rotary inverse frequencies of this layer.
+    dtype: compute dtype.
+
+  Returns:
+    q [B, T, H, Dh], k and v [B, T, K, Dh], all in `dtype`.
+  """
+  h = _norm(x, lp["attn_norm"], cfg).astype(dtype)
+  q = layers.dense(h, lp["q"], "btd,dhk->bthk")
+  k = layers.dense(h, lp["k"], "btd,dhk->bthk")
+  v = layers.dense(h, lp["v"], "btd,dhk->bthk")
+  if cfg.qk_norm:
+    q = _norm(q, lp["q_norm"], cfg)
+    k = _norm(k, lp["k_norm"], cfg)
+  q = layers.apply_rope(q, positions, inv_freq)
+  k = layers.apply_rope(k, positions, inv_freq)
+  return q.astype(dtype), k.astype(dtype), v.astype(dtype)
+
+
+def layer_attention_residual(lp: Params, cfg: ModelConfig, x: jax.Array,
+                             attn: jax.Array) -> jax.Array:
+  """Output projection of attention [B, T, H, Dh] (+ post-norm) added to the residual x."""
+  out = layers.dense(attn, lp["o"], "bthk,hkd->btd")
+  if cfg.post_norms:
+    out = _norm(out, lp["post_attn_norm"], cfg)
+  return x + out
+
+
+def layer_mlp_residual(lp: Params, cfg: ModelConfig, x: jax.Array, dtype: Any) -> jax.Array:
+  """Gated MLP block (pre-norm, optional post-norm) added to the residual x [B, T, D]."""
+  h = _norm(x, lp["mlp_norm"], cfg).astype(dtype)
+  gate = layers.dense(h, lp["gate"], "btd,df->btf")
+  up = layers.dense(h, lp["up"], "btd,df->btf")
+  hidden = (layers.ACTIVATIONS[cfg.activation](gate) * up).astype(dtype)
+  out = layers.dense(hidden, lp["down"], "btf,fd->btd")
+  if cfg.post_norms:
+    out = _norm(out, lp["post_mlp_norm"], cfg)
+  return x + out
+
+
+def final_norm(params: Params, cfg: ModelConfig, x: jax.Array, dtype: Any) -> jax.Array:
+  """The final RMSNorm of the residual stream x [..., D], cast to the compute dtype."""
+  return _norm(x, params["final_norm"], cfg).astype(dtype)
+
+
+def attention_mask(positions: jax.Array, valid: jax.Array, window: jax.Array) -> jax.Array:
+  """[B, T, T] causal mask over valid keys within `window` positions of the query."""
+  t = positions.shape[1]
+  causal = jnp.tril(jnp.ones((t, t), dtype=bool))
+  distance = positions[:, :, None] - positions[:, None, :]
+  return causal[None] & valid[:, None, :] & (distance < window)
+
+
+def transformer_forward(params: Params, cfg: ModelConfig, tokens: jax.Array,
+                        positions: jax.Array, valid: jax.Array, *, compute_dtype: Any,
+                        return_kv: bool = False, remat: bool = False):
+  """Full forward pass; optionally also every layer's keys and values (for prefill).
+
+  Args:
+    params: model params (float32, or pre-cast by `cast_params`).
+    cfg: model configuration.
+    tokens: [B, T] int32.
+    positions: [B, T] int32, usually `positions_from_valid(valid)`.
+    valid: [B, T] bool; invalid keys are never attended to.
+    compute_dtype: matmul input dtype.
+    return_kv: also return keys and values.
+    remat: recompute each layer's activations in the backward pass instead of storing them.
+
+  Returns:
+    (h [B, T, D] in compute_dtype after the final norm,
+     (k, v) each [num_layers, B, T, K, Dh] in compute_dtype, or None).
+  """
+  check_config(cfg)
+
+  def one_layer(x, scanned):
+    lp, table = scanned
+    q, k, v = layer_qkv(lp, cfg, x, positions, table["inv_freq"], compute_dtype)
+    mask = attention_mask(positions, valid, table["window"])
+    x = layer_attention_residual(lp, cfg, x, attention.full_attention(q, k, v, mask, cfg))
+    x = layer_mlp_residual(lp, cfg, x, compute_dtype)
+    return x, ((k, v) if return_kv else None)
+
+  if remat:
+    one_layer = jax.checkpoint(one_layer, prevent_cse=False)
+  x = embed_tokens(params, cfg, tokens, compute_dtype)
+  x, kv = jax.lax.scan(one_layer, x, (params["layers"], layer_tables(cfg)))
+  return final_norm(params, cfg, x, compute_dtype), kv
+
+
+def hidden_states(params: Params, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array,
+                  valid: jax.Array, *, compute_dtype: Any = jnp.float32,
+                  remat: bool = False) -> jax.Array:
+  """Final-norm hidden states [B, T, D] in compute_dtype (see `transformer_forward`)."""
+  h, _ = transformer_forward(params, cfg, tokens, positions, valid, compute_dtype=compute_dtype,
+                             remat=remat)
+  return h
+
+
+def output_embedding(params: Params, cfg: ModelConfig) -> jax.Array:
+  """The [V, D] output head: the (unscaled) embedding table when tied."""
+  return params["embedding"] if cfg.tie_embeddings else params["unembedding"]
+
+
+def logits_from_hidden(params: Params, cfg: ModelConfig, h: jax.Array) -> jax.Array:
+  """Output logits [..., V] float32 (final soft-cap applied) of hidden states h [..., D].
+
+  The matmul takes h's dtype with float32 accumulation. This materialises the whole vocabulary
+  for every row of h: call it on one position per sample (decoding), and use
+  `token_logprobs(..., vocab_chunk=...)` for log-probabilities of whole sequences.
+  """
+  logits = layers.dense(h, output_embedding(params, cfg), "...d,vd->...v")
+  return layers.soft_cap(logits, cfg.final_softcap)
