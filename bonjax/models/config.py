@@ -135,3 +135,27 @@ def _gemma3_270m() -> ModelConfig:
                      norm_eps=1e-6, norm_plus_one=True, embed_scale=True, rope_base=1_000_000.0,
                      local_rope_base=10_000.0, sliding_window=512, global_every=6, qk_norm=True,
                      post_norms=True, query_scale=256 ** -0.5, bos_id=2)
+
+
+def _gemma2(num_layers: int, d_model: int, num_heads: int, num_kv_heads: int,
+            mlp_dim: int) -> ModelConfig:
+  # Gemma 2: alternating local (4096-token window) and global layers with one rope base,
+  # post-norms, attention and final logit soft-capping, q.k scaled by 256 ** -0.5.
+  return ModelConfig(family="gemma2", vocab_size=256_000, num_layers=num_layers,
+                     d_model=d_model, num_heads=num_heads, num_kv_heads=num_kv_heads,
+                     head_dim=256, mlp_dim=mlp_dim, activation="gelu_tanh", norm_eps=1e-6,
+                     norm_plus_one=True, embed_scale=True, rope_base=10_000.0,
+                     local_rope_base=10_000.0, sliding_window=4096, global_every=2,
+                     post_norms=True, query_scale=256 ** -0.5, attn_softcap=50.0,
+                     final_softcap=30.0, bos_id=2)
+
+
+@register_preset("gemma2-2b")
+def _gemma2_2b() -> ModelConfig:
+  # The paper's (Chow et al.) main model; bring the weights as an HF checkpoint.
+  return _gemma2(num_layers=26, d_model=2304, num_heads=8, num_kv_heads=4, mlp_dim=9216)
+
+
+@register_preset("gemma2-9b")
+def _gemma2_9b() -> ModelConfig:
+  return _gemma2(num_layers=42, d_model=3584, num_heads=16, num_kv_heads=8, mlp_dim=14_336)
