@@ -50,7 +50,8 @@ class MetricsWriter:
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps({"step": int(step), **scalars}) + "\n")
     for name, value in scalars.items():
-      self._tb.add_scalar(name, value, int(step))
+      # TensorBoard tags allow no "@": pass@k is written as pass_at_k (JSONL keeps pass@k).
+      self._tb.add_scalar(name.replace("@", "_at_"), value, int(step))
     self._tb.flush()
 
   def close(self) -> None:
