@@ -148,24 +148,26 @@ def run_checks(name: str, cold: bool = True) -> dict:
 
   sequences = [encode_with_bos(tokenizer, p) for p in prompts(tokenizer)]
   ours = [our_logits(cfg, params, ids) for ids in sequences]
-  report["perplexity"] = perplexity(cfg, params, encode_with_bos(tokenizer, PARAGRAPH))
-  report["paragraph_tokens"] = len(encode_with_bos(tokenizer, PARAGRAPH))
+  paragraph = encode_with_bos(tokenizer, PARAGRAPH)
+  report["perplexity"] = perplexity(cfg, params, paragraph)
+  report["paragraph_tokens"] = len(paragraph)
+
+  def against(model, hf_tokenizer):
+    """(logit agreement with `model`, per-text tokenizer agreement with `hf_tokenizer`)."""
+    logits = merge([compare(o, torch_logits(model, ids)) for o, ids in zip(ours, sequences)])
+    tokens = [hf_tokenizer(t, add_special_tokens=False)["input_ids"] == tokenizer.encode(t)
+              for t in TOKENIZER_TEXTS]
+    return logits, tokens
 
   with tempfile.TemporaryDirectory() as scratch:
     model, hf_tokenizer = load_transformers_gguf(gguf_file(name, scratch))
-    report["vs_transformers_gguf"] = merge(
-        [compare(o, torch_logits(model, ids)) for o, ids in zip(ours, sequences)])
-    report["tokenizer_matches_transformers_gguf"] = [
-        hf_tokenizer(t, add_special_tokens=False)["input_ids"] == tokenizer.encode(t)
-        for t in TOKENIZER_TEXTS]
+    (report["vs_transformers_gguf"],
+     report["tokenizer_matches_transformers_gguf"]) = against(model, hf_tokenizer)
     del model
     export_dir = os.path.join(scratch, "export")
     model, export_tokenizer = load_transformers_export(cfg, params, tokenizer, export_dir)
-    report["vs_transformers_export"] = merge(
-        [compare(o, torch_logits(model, ids)) for o, ids in zip(ours, sequences)])
-    report["exported_tokenizer_matches"] = [
-        export_tokenizer(t, add_special_tokens=False)["input_ids"] == tokenizer.encode(t)
-        for t in TOKENIZER_TEXTS]
+    (report["vs_transformers_export"],
+     report["exported_tokenizer_matches"]) = against(model, export_tokenizer)
   return report
 
 
