@@ -30,10 +30,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.seed = 0  # Problem generator seed (the test split is fixed per difficulty).
 
   c.verifier = ml_collections.ConfigDict()
-  c.verifier.kind = "exact"  # Selection verifier: "exact", or "imperfect" (a noisy stand-in).
+  c.verifier.kind = "exact"  # Selection verifier: "exact", "imperfect" (a noisy stand-in) or
+  # "learned" (a reward model trained by `python -m launch.train_verifier`).
   c.verifier.flip_rate = 0.1  # "imperfect": probability a verdict in the score is wrong.
   c.verifier.jitter = 0.5  # "imperfect": uniform tie-breaking noise added to the score.
   c.verifier.seed = 0  # "imperfect": which completions get misjudged.
+  c.verifier.checkpoint = ""  # "learned": the reward model's directory (its --workdir).
 
   c.reference = ml_collections.ConfigDict()
   c.reference.num_samples = 16  # M reference samples per prompt (vBoN / BOND reward CDF).

@@ -12,6 +12,7 @@ from bonjax.data.example import TaskExample
 from bonjax.verifiers.arithmetic import ArithmeticVerifier
 from bonjax.verifiers.base import Verifier, VerifierResult
 from bonjax.verifiers.imperfect import ImperfectVerifier
+from bonjax.verifiers.reward_model import load_learned_verifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +66,22 @@ def _imperfect(verifier: Verifier, cfg: ml_collections.ConfigDict) -> Verifier:
   return ImperfectVerifier(verifier, flip_rate=cfg.flip_rate, jitter=cfg.jitter, seed=cfg.seed)
 
 
+def _learned(verifier: Verifier, cfg: ml_collections.ConfigDict) -> Verifier:
+  checkpoint = cfg.get("checkpoint", "")
+  if not checkpoint:
+    raise ValueError('verifier.checkpoint="": verifier.kind="learned" needs the directory of a '
+                     'trained reward model; make one with `python -m launch.train_verifier`')
+  try:
+    return load_learned_verifier(verifier, checkpoint)
+  except FileNotFoundError as e:
+    raise ValueError(str(e)) from None
+
+
 # config `verifier.kind` -> how the task's exact verifier is turned into the selection verifier.
 VERIFIER_KINDS: dict[str, Callable[[Verifier, ml_collections.ConfigDict], Verifier]] = {
     "exact": _exact,
     "imperfect": _imperfect,
+    "learned": _learned,
 }
 
 

@@ -32,7 +32,14 @@ def extract_integer(completion: str, strict: bool = True) -> str | None:
     text = found[-1].replace(",", "") if found else None
   if text is None or not text.lstrip("-"):
     return None
-  return str(int(text))
+  return _canonical(text)
+
+
+def _canonical(text: str) -> str:
+  """"-007" -> "-7", "-0" -> "0", on the string: int() refuses numbers over 4300 digits, and
+  a model can write one."""
+  digits = text.lstrip("-").lstrip("0") or "0"
+  return "-" + digits if text.startswith("-") and digits != "0" else digits
 
 
 class ArithmeticVerifier:
@@ -55,7 +62,7 @@ class ArithmeticVerifier:
     for completion, gold in zip(completions, answers):
       start = time.perf_counter()
       answer = extract_integer(completion, self.strict)
-      correct = answer is not None and answer == str(int(gold))
+      correct = answer is not None and answer == _canonical(str(gold).strip())
       status = Status.OK if answer is not None else Status.UNPARSEABLE
       results.append(VerifierResult(score=float(correct), correct=correct, status=status,
                                     answer=answer, seconds=time.perf_counter() - start))

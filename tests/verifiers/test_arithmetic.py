@@ -34,3 +34,11 @@ def test_verify_scores_and_statuses():
 def test_answers_must_align():
   with pytest.raises(ValueError, match="answers has 1 entries for 2 completions"):
     ArithmeticVerifier().verify(["a", "b"], ["1", "2"], answers=["1"])
+
+
+def test_numbers_too_long_for_int_are_scored_not_raised():
+  """int() refuses strings over 4300 digits; a runaway completion must still get a verdict."""
+  huge = "-000" + "9" * 5000
+  assert extract_integer(huge) == "-" + "9" * 5000
+  result, = ArithmeticVerifier().verify(["1+1="], [huge], answers=["2"])
+  assert not result.correct and result.status == Status.OK

@@ -1,0 +1,42 @@
+"""Learned verifier (outcome reward model) for the arithmetic task, trained on the quickstart
+policy's own samples:
+
+  python -m launch.main                 # the policy, in workdir/quickstart
+  python -m launch.train_verifier       # the ORM, in workdir/learned_verifier
+
+Then use it as the selection score of any run with
+  --config.verifier.kind=learned --config.verifier.checkpoint=workdir/learned_verifier
+"""
+
+import ml_collections
+
+from experiments import quickstart
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the learned-verifier configuration (about 5 minutes on 2 CPU cores)."""
+  c = quickstart.get_config()
+  c.init_from = "workdir/quickstart"  # Policy whose samples are labelled (and the ORM's init).
+
+  c.reward_model = ml_collections.ConfigDict()
+  c.reward_model.num_prompts = 2000  # Training prompts harvested (from the train split).
+  c.reward_model.num_samples = 16  # Samples per prompt (labelled by the exact verifier).
+  c.reward_model.temperature = 1.0  # Harvest sampling temperature.
+  c.reward_model.num_eval_prompts = 200  # Held-out prompts for AUC and BoN selection.
+  c.reward_model.prompt_buckets = (16,)  # Padded prompt lengths of the ORM input.
+  c.reward_model.completion_buckets = (16,)  # Padded completion lengths (EOS included).
+
+  c.reward_model.train = ml_collections.ConfigDict()
+  t = c.reward_model.train
+  t.num_steps = 1000  # Optimizer steps (about 4 epochs of 32k pairs).
+  t.batch_size = 128  # Pairs per step.
+  t.learning_rate = 3e-4  # Peak rate.
+  t.lr_schedule = "cosine"
+  t.warmup_steps = 50
+  t.end_lr_fraction = 0.1
+  t.weight_decay = 0.01
+  t.b1 = 0.9
+  t.b2 = 0.98
+  t.grad_clip_norm = 1.0
+  t.log_every = 50  # Steps between metric writes.
+  return c
