@@ -11,6 +11,7 @@ No model hub is involved: the weights come from the packages.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import logging
 import os
@@ -175,3 +176,19 @@ def load_hf(directory: str) -> tuple[ModelConfig, dict, HFTokenizer | None]:
   if os.path.exists(os.path.join(directory, "tokenizer.json")):
     tokenizer = HFTokenizer.from_directory(directory)
   return cfg, _to_jax(params), tokenizer
+
+
+@functools.lru_cache(maxsize=None)
+def _load_cached(name: str) -> tuple[ModelConfig, dict, HFTokenizer]:
+  return load_pretrained(name)
+
+
+def load_pretrained_tokenizer(name: str) -> HFTokenizer:
+  """The tokenizer of pretrained model `name` (its load is shared with `load_pretrained_once`)."""
+  return _load_cached(name)[2]
+
+
+def load_pretrained_once(name: str) -> tuple[ModelConfig, dict]:
+  """(config, params) of pretrained model `name`, loaded once per process."""
+  cfg, params, _ = _load_cached(name)
+  return cfg, params

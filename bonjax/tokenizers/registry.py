@@ -11,8 +11,15 @@ from bonjax.tokenizers.char import CharTokenizer
 
 TokenizerFactory = Callable[[ml_collections.ConfigDict], Tokenizer]
 
+def _pretrained(config: ml_collections.ConfigDict) -> Tokenizer:
+  # Imported on use: the checkpoints package depends on tokenizers, not the other way round.
+  from bonjax.checkpoints import pretrained
+  return pretrained.load_pretrained_tokenizer(config.tokenizer.model)
+
+
 TOKENIZERS: dict[str, TokenizerFactory] = {
     "char": lambda config: CharTokenizer(),
+    "pretrained": _pretrained,  # tokenizer.model: a name of bonjax.checkpoints.pretrained
 }
 
 

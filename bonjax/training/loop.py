@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from bonjax.checkpoints import pretrained
 from bonjax.models import transformer
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
@@ -207,6 +208,26 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
   return state, done
 
 
+# `init_from = "pretrained:<name>"` starts from a pretrained model's weights.
+PRETRAINED_PREFIX = "pretrained:"
+
+
+def pretrained_params(setup: RunSetup, name: str) -> Any:
+  """Weights of pretrained model `name` in the run's parameter layout.
+
+  Raises:
+    ConfigError: unknown name, or an architecture other than `model.preset`.
+  """
+  try:
+    cfg, params = pretrained.load_pretrained_once(name)
+  except KeyError as e:
+    raise ConfigError(f"init_from={PRETRAINED_PREFIX + name!r}: {e.args[0]}") from None
+  if cfg != setup.model_cfg:
+    raise ConfigError(f"init_from={PRETRAINED_PREFIX + name!r} is not model.preset="
+                      f"{setup.config.model.preset!r}; set the preset of that model")
+  return jax.device_put(params, setup.param_shardings())
+
+
 def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
   """Parameters and step of the latest checkpoint in `workdir`.
 
@@ -217,6 +238,8 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
     FileNotFoundError: no checkpoint, with the command that makes one.
     ConfigError: the checkpoint holds another architecture.
   """
+  if workdir.startswith(PRETRAINED_PREFIX):
+    return pretrained_params(setup, workdir[len(PRETRAINED_PREFIX):]), 0
   checkpointer = Checkpointer(workdir, setup.config.train.keep_checkpoints, async_save=False)
   try:
     meta = checkpointer.restore_meta()
@@ -240,10 +263,22 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
   return state.params, int(meta["step"])
 
 
+def _has_checkpoint(workdir: str) -> bool:
+  checkpointer = Checkpointer(workdir, async_save=False)
+  try:
+    return checkpointer.latest_step() is not None
+  finally:
+    checkpointer.close()
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """BoN evaluation of the latest checkpoint in `workdir`; writes eval.json and the plot."""
   setup = build_run_setup(config)
-  params, step = restore_params(setup, workdir)
+  source = workdir
+  if not _has_checkpoint(workdir) and config.init_from.startswith(PRETRAINED_PREFIX):
+    source = config.init_from  # Nothing trained yet: evaluate the starting weights.
+    logging.info("No checkpoint in %s: evaluating %s", workdir, source)
+  params, step = restore_params(setup, source)
   report = evaluation.evaluate_bon(setup, params, step)
   if jax.process_index() == 0:
     evaluation.write_report(report, workdir)

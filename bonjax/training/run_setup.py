@@ -54,8 +54,16 @@ class RunSetup:
     return tuple(self.config.lengths.completion_buckets)
 
   def format_prompt(self, example: TaskExample) -> str:
-    """Prompt text the model sees for `example`."""
-    return example.prompt
+    """Prompt text the model sees for `example`: the task prompt, or `task.instruction`
+    filled with it (`{prompt}`) and its metadata (e.g. `{expression}`), wrapped in the
+    tokenizer's chat template when `task.chat_template` is set (instruction-tuned models)."""
+    task = self.config.task
+    text = example.prompt
+    if task.get("instruction"):
+      text = task.instruction.format(prompt=example.prompt, **example.metadata)
+    if task.get("chat_template"):
+      text = self.tokenizer.chat_prompt(text)
+    return text
 
   def batch_sharding(self, ndim: int) -> NamedSharding:
     """Sharding of an array whose leading axis is the prompt batch."""

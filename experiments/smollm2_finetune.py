@@ -1,0 +1,43 @@
+"""Short on-policy fine-tuning of SmolLM2-135M-Instruct on arithmetic: BoN-aware vs RL at the
+same sampling budget (train.batch_size prompts x sampling.num_samples completions per step).
+
+  python -m launch.main --config=experiments/smollm2_finetune.py:bon_rl_s --workdir=workdir/smollm2_bon_rl_s
+  python -m launch.main --config=experiments/smollm2_finetune.py:rl_s --workdir=workdir/smollm2_rl_s
+
+The argument after ":" picks the algorithm (`ALGORITHMS`); both start from the pretrained
+weights and end with the BoN evaluation of experiments/smollm2_bon_eval.py.
+"""
+
+import ml_collections
+
+from experiments import smollm2_bon_eval
+
+# Algorithm name -> (objective registry name, objective options), as in experiments/.
+ALGORITHMS = {
+    "bon_rl_s": ("bon_rl", {"signal": "env", "selection": "env", "estimator": "selected_mean"}),
+    "rl_s": ("rl", {"signal": "env"}),
+    "pkpo": ("pkpo", {"k": 4, "transform": "s_loo_minus_one"}),
+}
+
+
+def get_config(algorithm: str = "bon_rl_s") -> ml_collections.ConfigDict:
+  """Returns the fine-tuning config of `algorithm` (a key of ALGORITHMS)."""
+  if algorithm not in ALGORITHMS:
+    raise ValueError(f"--config=...:{algorithm}: unknown; known: {sorted(ALGORITHMS)}")
+  name, options = ALGORITHMS[algorithm]
+  c = smollm2_bon_eval.get_config()
+  c.algorithm = name
+  c.objective = ml_collections.ConfigDict(options)
+  c.train.num_steps = 16
+  c.train.batch_size = 4  # Prompts per update ...
+  c.sampling.num_samples = 8  # ... x N' = 8 completions: 32 samples per step.
+  c.sampling.temperature = 1.0
+  c.train.learning_rate = 1e-5
+  c.train.lr_schedule = "constant"
+  c.train.warmup_steps = 2
+  c.train.weight_decay = 0.0
+  c.train.log_every = 4
+  c.train.checkpoint_every = 16
+  c.train.keep_checkpoints = 1
+  c.eval.num_prompts = 64
+  return c
