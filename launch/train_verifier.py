@@ -55,8 +55,9 @@ def main(argv):
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
-  auc = "undefined" if report["auc"] is None else f"{report['auc']:.3f}"
-  print(f"AUC {auc}  accuracy {report['accuracy']:.3f}  "
+  auc, within = (("undefined" if v is None else f"{v:.3f}")
+                 for v in (report["auc"], report["within_prompt_auc"]))
+  print(f"AUC {auc} (within prompts {within})  accuracy {report['accuracy']:.3f}  "
         f"(held-out positive rate {report['positive_rate']:.3f})")
   print("BoN accuracy@k by selection:\n" + _summary(report))
   print(f"wrote {os.path.join(_WORKDIR.value, 'verifier_report.json')} and bon_selection.png")

@@ -106,6 +106,12 @@ def fit(setup: RunSetup, params: Any, data: dict[str, np.ndarray], writer: Metri
   """
   train_cfg = setup.config.reward_model.train
   optimizer = make_optimizer(train_cfg)
+  if not setup.config.reward_model.get("train_backbone", True):
+    # A probe: only the head learns; the policy's features stay as they are.
+    optimizer = optax.multi_transform(
+        {"train": optimizer, "freeze": optax.set_to_zero()},
+        lambda tree: {"backbone": jax.tree.map(lambda _: "freeze", tree["backbone"]),
+                      "head": jax.tree.map(lambda _: "train", tree["head"])})
   replicated = NamedSharding(setup.mesh, PartitionSpec())
   params = jax.device_put(params, {"backbone": setup.param_shardings(),
                                    "head": jax.tree.map(lambda _: replicated, params["head"])})
@@ -148,6 +154,7 @@ def selection_report(correct: np.ndarray, orm_scores: np.ndarray,
   labels = correct.reshape(-1)
   return {
       "auc": orm.roc_auc(probs, labels),
+      "within_prompt_auc": orm.within_prompt_auc(orm_scores, correct),
       "accuracy": float(((probs > 0.5) == labels).mean()),
       "brier": float(np.mean((probs - labels) ** 2)),
       "positive_rate": float(labels.mean()),

@@ -145,6 +145,22 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
   return float((ranks[labels].sum() - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
+def within_prompt_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+  """Mean over prompts of the AUC among each prompt's own samples: what Best-of-N selection
+  depends on (a score that only tells easy prompts from hard ones has a high pooled AUC but
+  0.5 here). Prompts whose samples are all right or all wrong are left out.
+
+  Args:
+    scores: [B, n] scores.
+    labels: [B, n] booleans.
+
+  Returns:
+    the mean, or None when no prompt has both classes.
+  """
+  per_prompt = [a for a in (roc_auc(s, y) for s, y in zip(scores, labels)) if a is not None]
+  return float(np.mean(per_prompt)) if per_prompt else None
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "compute_dtype"))
 def _probabilities(params: Params, cfg: ModelConfig, tokens: jax.Array, valid: jax.Array,
                    compute_dtype: Any) -> jax.Array:

@@ -59,6 +59,19 @@ def test_roc_auc_undefined_with_one_class():
     orm.roc_auc(np.zeros(3), np.zeros(2, bool))
 
 
+def test_within_prompt_auc_ignores_prompt_difficulty():
+  """A score that ranks prompts (all of prompt 0 above prompt 1) but not the samples of a
+  prompt has pooled AUC above 0.5 and within-prompt AUC exactly 0.5."""
+  scores = np.array([[0.9, 0.9, 0.9], [0.1, 0.1, 0.1], [0.5, 0.5, 0.5]])
+  labels = np.array([[1, 1, 0], [0, 0, 1], [1, 1, 1]], bool)
+  assert orm.roc_auc(scores, labels) > 0.5
+  assert orm.within_prompt_auc(scores, labels) == 0.5  # prompt 2 (all right) left out
+  scores = np.array([[0.3, 0.2, 0.1], [0.1, 0.2, 0.3]])
+  labels = np.array([[1, 0, 0], [1, 0, 0]], bool)
+  assert orm.within_prompt_auc(scores, labels) == pytest.approx(0.5)  # 1.0 and 0.0
+  assert orm.within_prompt_auc(scores, np.ones_like(labels)) is None
+
+
 def random_orm_params(seed=0, bias=0.0):
   params = orm.init_reward_model(transformer.init_params(CFG, jax.random.key(seed)), CFG)
   params["head"]["w"] = 0.1 * jax.random.normal(jax.random.key(seed + 1), (CFG.d_model,))
@@ -220,3 +233,17 @@ def test_train_report_save_and_load_as_learned_verifier(tmp_path):
   expected = orm.score_pairs(params, cfg, tokenizer, [e.prompt for e in examples], completions,
                              (16,), (16,))
   np.testing.assert_allclose([r.score for r in results], expected, rtol=1e-6)
+
+
+def test_probe_mode_trains_only_the_head(tmp_path):
+  config = small_config(tmp_path, init_from="unused")
+  config.reward_model.train_backbone = False
+  config.reward_model.train.weight_decay = 0.1  # would move a frozen backbone if applied
+  setup = build_run_setup(config)
+  tokens, valid = orm.encode_pairs(TOKENIZER, ["1+2="] * 32, ["3", "4"] * 16, (16,), (16,))
+  data = {"tokens": tokens, "valid": valid, "labels": np.tile([1.0, 0.0], 16).astype(np.float32)}
+  backbone = jax.device_get(setup.init_params(0))
+  params = orm_training.fit(setup, {"backbone": setup.init_params(0), "head": orm.init_head(CFG)},
+                            data, writer=None, progress=False)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params["backbone"]), backbone)
+  assert np.abs(np.asarray(params["head"]["w"])).sum() > 0
