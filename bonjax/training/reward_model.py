@@ -65,15 +65,14 @@ def harvest(setup: RunSetup, params: Any, split: str, num_prompts: int, stream: 
 
 def labelled_pairs(setup: RunSetup, prompts: list[str],
                    samples: ScoredSamples) -> dict[str, np.ndarray]:
-  """Flattens a harvest into ORM inputs: `tokens`, `valid` and float `labels` [B * n]."""
+  """Flattens a harvest into ORM inputs (`encode_pairs`) and float `labels` [B * n]."""
   n = samples.correct.shape[1]
   flat_prompts = [p for p in prompts for _ in range(n)]
   flat_completions = [c for row in samples.completions for c in row]
   cfg = setup.config.reward_model
-  tokens, valid = orm.encode_pairs(setup.tokenizer, flat_prompts, flat_completions,
-                                   cfg.prompt_buckets, cfg.completion_buckets)
-  return {"tokens": tokens, "valid": valid,
-          "labels": samples.correct.reshape(-1).astype(np.float32)}
+  pairs = orm.encode_pairs(setup.tokenizer, flat_prompts, flat_completions,
+                           cfg.prompt_buckets, cfg.completion_buckets)
+  return {**pairs, "labels": samples.correct.reshape(-1).astype(np.float32)}
 
 
 def _make_step(setup: RunSetup, optimizer: optax.GradientTransformation, params: Any,

@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 
 from bonjax.data.batching import bucket_length, encode_prompt, left_pad, right_pad
 from bonjax.models import transformer
+from bonjax.models.logprobs import token_logprobs
 from bonjax.models.config import ModelConfig, get_preset
 from bonjax.tokenizers.base import Tokenizer
 from bonjax.tokenizers.registry import build_tokenizer
@@ -39,8 +40,14 @@ PARAMS_DIR = "params"
 
 
 def init_head(cfg: ModelConfig) -> Params:
-  """A zero scalar head: the untrained ORM predicts 0.5 for everything."""
-  return {"w": jnp.zeros((cfg.d_model,), jnp.float32), "b": jnp.zeros((), jnp.float32)}
+  """A zero scalar head: the untrained ORM predicts 0.5 for everything.
+
+  `w` reads the final hidden state; `likelihood` weighs the backbone's own mean log-probability
+  of the completion tokens, so the ORM can start from the generator's confidence (the policy's
+  likely answers are more often right: maj@k > pass@1) and learn how much to trust it.
+  """
+  return {"w": jnp.zeros((cfg.d_model,), jnp.float32), "b": jnp.zeros((), jnp.float32),
+          "likelihood": jnp.zeros((), jnp.float32)}
 
 
 def init_reward_model(backbone: Params, cfg: ModelConfig) -> Params:
@@ -50,7 +57,7 @@ def init_reward_model(backbone: Params, cfg: ModelConfig) -> Params:
 
 def encode_pairs(tokenizer: Tokenizer, prompts: Sequence[str], completions: Sequence[str],
                  prompt_buckets: Sequence[int],
-                 completion_buckets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+                 completion_buckets: Sequence[int]) -> dict[str, np.ndarray]:
   """Tokenises (prompt, completion) pairs into [left-padded prompt | completion + EOS | pad].
 
   Model output can be arbitrarily long, so instead of failing, a prompt or completion longer
@@ -64,7 +71,8 @@ def encode_pairs(tokenizer: Tokenizer, prompts: Sequence[str], completions: Sequ
     completion_buckets: allowed padded completion lengths (EOS included).
 
   Returns:
-    (tokens int32 [B, P+L], valid bool [B, P+L]).
+    dict with `tokens` int32 [B, P+L], `valid` bool [B, P+L] and `target_mask` bool [B, P+L]
+    (the completion tokens, EOS included).
   """
   if len(prompts) != len(completions):
     raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
@@ -77,27 +85,34 @@ def encode_pairs(tokenizer: Tokenizer, prompts: Sequence[str], completions: Sequ
   prompt_tokens, prompt_valid = left_pad(prompt_rows, prompt_width, tokenizer.pad_id)
   completion_tokens, completion_valid = right_pad(completion_rows, completion_width,
                                                   tokenizer.pad_id)
-  return (np.concatenate([prompt_tokens, completion_tokens], axis=1),
-          np.concatenate([prompt_valid, completion_valid], axis=1))
+  return {"tokens": np.concatenate([prompt_tokens, completion_tokens], axis=1),
+          "valid": np.concatenate([prompt_valid, completion_valid], axis=1),
+          "target_mask": np.concatenate([np.zeros_like(prompt_valid), completion_valid], axis=1)}
 
 
 def orm_logits(params: Params, cfg: ModelConfig, tokens: jax.Array, valid: jax.Array,
-               compute_dtype: Any = jnp.float32) -> jax.Array:
-  """Correctness logits [B] read at the last real token of each row.
+               target_mask: jax.Array, compute_dtype: Any = jnp.float32) -> jax.Array:
+  """Correctness logits [B]: the head on the hidden state of each row's last real token, plus
+  `likelihood` x the backbone's mean log-probability of the completion tokens.
 
   Args:
-    params: {"backbone": transformer params, "head": {"w": [D], "b": ()}}.
+    params: {"backbone": transformer params, "head": see `init_head`}.
     cfg: the backbone's architecture.
     tokens: int32 [B, T] from `encode_pairs`.
     valid: bool [B, T].
+    target_mask: bool [B, T] completion tokens.
     compute_dtype: activation dtype of the backbone.
   """
-  h = transformer.hidden_states(params["backbone"], cfg, tokens,
-                                transformer.positions_from_valid(valid), valid,
-                                compute_dtype=compute_dtype)
+  backbone, head = params["backbone"], params["head"]
+  h = transformer.hidden_states(backbone, cfg, tokens, transformer.positions_from_valid(valid),
+                                valid, compute_dtype=compute_dtype)
   last = valid.shape[1] - 1 - jnp.argmax(valid[:, ::-1], axis=1)
   h_last = jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0].astype(jnp.float32)
-  return h_last @ params["head"]["w"] + params["head"]["b"]
+  # Position t is predicted by the hidden state at t - 1 (vocabulary chunked, never [B, T, V]).
+  token_logp = jnp.where(target_mask[:, 1:],
+                         token_logprobs(backbone, cfg, h[:, :-1], tokens[:, 1:]), 0.0)
+  mean_logp = token_logp.sum(-1) / jnp.maximum(target_mask[:, 1:].sum(-1), 1)
+  return h_last @ head["w"] + head["b"] + head["likelihood"] * mean_logp
 
 
 def orm_loss(params: Params, cfg: ModelConfig, batch: dict[str, jax.Array],
@@ -107,13 +122,14 @@ def orm_loss(params: Params, cfg: ModelConfig, batch: dict[str, jax.Array],
   Args:
     params: ORM parameters.
     cfg: backbone architecture.
-    batch: `tokens`, `valid` (from `encode_pairs`), `labels` float [B] in {0, 1}.
+    batch: `tokens`, `valid`, `target_mask` (from `encode_pairs`), `labels` float [B] in {0, 1}.
     compute_dtype: activation dtype.
 
   Returns:
     (loss, metrics with `loss` and `accuracy` at threshold 0.5).
   """
-  logits = orm_logits(params, cfg, batch["tokens"], batch["valid"], compute_dtype)
+  logits = orm_logits(params, cfg, batch["tokens"], batch["valid"], batch["target_mask"],
+                      compute_dtype)
   loss = optax.sigmoid_binary_cross_entropy(logits, batch["labels"]).mean()
   accuracy = ((logits > 0) == (batch["labels"] > 0.5)).mean()
   return loss, {"loss": loss, "accuracy": accuracy}
@@ -162,9 +178,10 @@ def within_prompt_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "compute_dtype"))
-def _probabilities(params: Params, cfg: ModelConfig, tokens: jax.Array, valid: jax.Array,
+def _probabilities(params: Params, cfg: ModelConfig, batch: dict[str, jax.Array],
                    compute_dtype: Any) -> jax.Array:
-  return jax.nn.sigmoid(orm_logits(params, cfg, tokens, valid, compute_dtype))
+  return jax.nn.sigmoid(orm_logits(params, cfg, batch["tokens"], batch["valid"],
+                                   batch["target_mask"], compute_dtype))
 
 
 def score_pairs(params: Params, cfg: ModelConfig, tokenizer: Tokenizer, prompts: Sequence[str],
@@ -175,13 +192,13 @@ def score_pairs(params: Params, cfg: ModelConfig, tokenizer: Tokenizer, prompts:
   compiles once per bucket shape, however many pairs come."""
   if not completions:
     return np.zeros((0,), np.float64)
-  tokens, valid = encode_pairs(tokenizer, prompts, completions, prompt_buckets,
-                               completion_buckets)
+  pairs = encode_pairs(tokenizer, prompts, completions, prompt_buckets, completion_buckets)
+  size = len(completions)
   out = []
-  for start in range(0, len(tokens), batch_size):
-    take = np.arange(start, min(start + batch_size, len(tokens)))
+  for start in range(0, size, batch_size):
+    take = np.arange(start, min(start + batch_size, size))
     padded = np.concatenate([take, np.full(batch_size - len(take), take[0])])
-    probs = _probabilities(params, cfg, jnp.asarray(tokens[padded]), jnp.asarray(valid[padded]),
+    probs = _probabilities(params, cfg, {k: jnp.asarray(v[padded]) for k, v in pairs.items()},
                            compute_dtype)
     out.append(np.asarray(probs, dtype=np.float64)[:len(take)])
   return np.concatenate(out)

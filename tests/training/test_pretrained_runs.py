@@ -42,6 +42,6 @@ def test_smollm2_configs_are_consistent():
   assert config.lengths.completion_buckets[-1] >= config.eval.max_new_tokens
   for algorithm in smollm2_finetune.ALGORITHMS:
     c = smollm2_finetune.get_config(algorithm)
-    assert c.train.batch_size * c.sampling.num_samples == 32  # equal sampling budget
+    assert c.train.batch_size * c.sampling.num_samples == 16  # equal sampling budget
   with pytest.raises(ValueError, match="known"):
     smollm2_finetune.get_config("nope")

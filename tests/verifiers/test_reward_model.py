@@ -13,6 +13,7 @@ import pytest
 from bonjax.data.batching import encode_supervised
 from bonjax.models import transformer
 from bonjax.models.config import get_preset
+from bonjax.models.logprobs import sequence_logprobs
 from bonjax.tokenizers.char import CharTokenizer
 from bonjax.training import loop
 from bonjax.training import reward_model as orm_training
@@ -85,9 +86,9 @@ def test_orm_loss_is_exact_binary_cross_entropy():
   c = 0.7
   params = orm.init_reward_model(transformer.init_params(CFG, jax.random.key(0)), CFG)
   params["head"]["b"] = jnp.asarray(c)
-  tokens, valid = orm.encode_pairs(TOKENIZER, ["1+2="] * 4, ["3", "4", "3", "5"], (16,), (16,))
+  pairs = orm.encode_pairs(TOKENIZER, ["1+2="] * 4, ["3", "4", "3", "5"], (16,), (16,))
   labels = np.array([1, 0, 1, 0], np.float32)
-  loss, metrics = orm.orm_loss(params, CFG, {"tokens": tokens, "valid": valid, "labels": labels})
+  loss, metrics = orm.orm_loss(params, CFG, {**pairs, "labels": labels})
   sigmoid = 1 / (1 + math.exp(-c))
   expected = -(2 * math.log(sigmoid) + 2 * math.log(1 - sigmoid)) / 4
   assert float(loss) == pytest.approx(expected, rel=1e-6)
@@ -96,28 +97,43 @@ def test_orm_loss_is_exact_binary_cross_entropy():
 
 def test_encode_pairs_matches_supervised_layout_and_truncates_long_output():
   prompts, completions = ["12+3=", "4-1="], ["15", "3"]
-  tokens, valid = orm.encode_pairs(TOKENIZER, prompts, completions, (16,), (8,))
+  pairs = orm.encode_pairs(TOKENIZER, prompts, completions, (16,), (8,))
   supervised = encode_supervised(TOKENIZER, prompts, completions, (16,), (8,))
-  np.testing.assert_array_equal(tokens, supervised["tokens"])
-  np.testing.assert_array_equal(valid, supervised["valid"])
+  for key in ("tokens", "valid", "target_mask"):
+    np.testing.assert_array_equal(pairs[key], supervised[key])
   # A runaway completion keeps its last tokens instead of failing the batch.
-  tokens, valid = orm.encode_pairs(TOKENIZER, ["1+1="], ["9" * 10_000 + "2"], (16,), (8,))
+  pairs = orm.encode_pairs(TOKENIZER, ["1+1="], ["9" * 10_000 + "2"], (16,), (8,))
+  tokens, valid = pairs["tokens"], pairs["valid"]
   assert tokens.shape == (1, 24) and valid[0, 16:].all()
   assert TOKENIZER.decode(tokens[0, 16:].tolist()).endswith("2")
 
 
 def test_orm_reads_the_last_real_token_and_ignores_padding():
   params = random_orm_params()
-  tokens, valid = orm.encode_pairs(TOKENIZER, ["12+3=", "4-1="], ["15", "3"], (16,), (8,))
-  logits = orm.orm_logits(params, CFG, tokens, valid)
+  pairs = orm.encode_pairs(TOKENIZER, ["12+3=", "4-1="], ["15", "3"], (16,), (8,))
+  tokens, valid, mask = pairs["tokens"], pairs["valid"], pairs["target_mask"]
+  logits = orm.orm_logits(params, CFG, tokens, valid, mask)
   h = transformer.hidden_states(params["backbone"], CFG, tokens,
                                 transformer.positions_from_valid(valid), valid)
   last = [np.flatnonzero(v)[-1] for v in valid]
   expected = [float(h[i, j] @ params["head"]["w"] + params["head"]["b"]) for i, j in enumerate(last)]
   np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-5, atol=1e-6)
   garbage = np.where(valid, tokens, 7)  # other ids in the padding
-  np.testing.assert_allclose(np.asarray(orm.orm_logits(params, CFG, garbage, valid)),
+  np.testing.assert_allclose(np.asarray(orm.orm_logits(params, CFG, garbage, valid, mask)),
                              np.asarray(logits), rtol=1e-6, atol=1e-6)
+
+
+def test_likelihood_term_is_the_mean_completion_logprob():
+  """With w = b = 0 and likelihood = 1 the logit is the backbone's mean log p of the
+  completion tokens (EOS included), as teacher-forced scoring computes it."""
+  params = orm.init_reward_model(transformer.init_params(CFG, jax.random.key(3)), CFG)
+  params["head"]["likelihood"] = jnp.asarray(1.0)
+  pairs = orm.encode_pairs(TOKENIZER, ["12+3=", "4-1="], ["15", "3"], (16,), (8,))
+  logits = orm.orm_logits(params, CFG, pairs["tokens"], pairs["valid"], pairs["target_mask"])
+  total, _ = sequence_logprobs(params["backbone"], CFG, pairs["tokens"], pairs["valid"],
+                               pairs["target_mask"])
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(total) / np.array([3, 2]),
+                             rtol=1e-5)
 
 
 def small_config(tmp_path, init_from=""):
@@ -151,8 +167,8 @@ def test_orm_learns_a_token_determined_label(tmp_path):
   completions = [str(v) for v in rng.integers(0, 100, size=600)]
   prompts = [f"{a}+{b}=" for a, b in rng.integers(0, 50, size=(600, 2))]
   labels = np.array([int(c[-1]) % 2 == 0 for c in completions], np.float32)
-  tokens, valid = orm.encode_pairs(TOKENIZER, prompts, completions, (16,), (16,))
-  data = {"tokens": tokens[:512], "valid": valid[:512], "labels": labels[:512]}
+  pairs = orm.encode_pairs(TOKENIZER, prompts, completions, (16,), (16,))
+  data = {**{k: v[:512] for k, v in pairs.items()}, "labels": labels[:512]}
   params = {"backbone": setup.init_params(0), "head": orm.init_head(CFG)}
   params = orm_training.fit(setup, params, data, writer=None, progress=False)
   probs = orm.score_pairs(params, CFG, TOKENIZER, prompts[512:], completions[512:], (16,), (16,))
@@ -240,8 +256,8 @@ def test_probe_mode_trains_only_the_head(tmp_path):
   config.reward_model.train_backbone = False
   config.reward_model.train.weight_decay = 0.1  # would move a frozen backbone if applied
   setup = build_run_setup(config)
-  tokens, valid = orm.encode_pairs(TOKENIZER, ["1+2="] * 32, ["3", "4"] * 16, (16,), (16,))
-  data = {"tokens": tokens, "valid": valid, "labels": np.tile([1.0, 0.0], 16).astype(np.float32)}
+  pairs = orm.encode_pairs(TOKENIZER, ["1+2="] * 32, ["3", "4"] * 16, (16,), (16,))
+  data = {**pairs, "labels": np.tile([1.0, 0.0], 16).astype(np.float32)}
   backbone = jax.device_get(setup.init_params(0))
   params = orm_training.fit(setup, {"backbone": setup.init_params(0), "head": orm.init_head(CFG)},
                             data, writer=None, progress=False)
