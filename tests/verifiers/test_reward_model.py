@@ -160,6 +160,7 @@ def test_orm_learns_a_token_determined_label(tmp_path):
   to a held-out AUC near 1 in a few dozen steps (a broken head, loss sign or read-out
   position stays near 0.5)."""
   config = small_config(tmp_path, init_from="unused")
+  config.reward_model.train_backbone = True  # a random backbone has no features to probe
   config.reward_model.train.num_steps = 60
   config.reward_model.train.learning_rate = 3e-3
   setup = build_run_setup(config)
