@@ -25,9 +25,7 @@ Sampling is reported the same way, at 2 x params FLOPs per generated token.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -37,31 +35,12 @@ from bonjax.checkpoints import hf_export, pretrained
 from bonjax.data.batching import encode_prompt, left_pad
 from bonjax.models import transformer
 from bonjax.sampling import sampler
+from timing import timed, xla_flops  # benchmarks/timing.py, beside this script
 from bonjax.training.sft import sft_loss
 from bonjax.training.state import create_train_state
 from bonjax.training.step import make_train_step
 
 PROMPT = "What is 37 + 48? Answer with the number."
-
-
-def _timed(fn, repeats: int) -> tuple[float, float]:
-  """(first call seconds incl. compile, median seconds of `repeats` further calls)."""
-  start = time.perf_counter()
-  fn()
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
-
-
-def _flops(compiled) -> float:
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float(analysis.get("flops", float("nan")))
 
 
 def train_flops_per_token(cfg, seq_len: int) -> float:
@@ -75,7 +54,7 @@ def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
   a = jax.random.normal(jax.random.key(0), (size, size), dtype)
   b = jax.random.normal(jax.random.key(1), (size, size), dtype)
   matmul = jax.jit(jnp.dot)
-  _, seconds = _timed(lambda: jax.block_until_ready(matmul(a, b)), repeats)
+  _, seconds = timed(lambda: jax.block_until_ready(matmul(a, b)), repeats)
   return 2 * size ** 3 / seconds
 
 
@@ -91,7 +70,7 @@ def bench_sampling(cfg, params, tokenizer, hf_model, n: int, new_tokens: int, dt
                                     eos_id=None, pad_id=tokenizer.pad_id)
   dtype = jnp.dtype(dtype_name)
   prompt_ids = jnp.zeros((1,), jnp.int32)
-  ours_first, ours = _timed(lambda: jax.block_until_ready(sampler.sample(
+  ours_first, ours = timed(lambda: jax.block_until_ready(sampler.sample(
       params, cfg, settings, jnp.asarray(tokens), jnp.asarray(valid), prompt_ids,
       jax.random.key(0), 0, compute_dtype=dtype).tokens), repeats)
 
@@ -101,7 +80,7 @@ def bench_sampling(cfg, params, tokenizer, hf_model, n: int, new_tokens: int, dt
       top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
       num_return_sequences=n, pad_token_id=tokenizer.pad_id)
   with torch.inference_mode():
-    _, hf = _timed(generate, repeats)
+    _, hf = timed(generate, repeats)
   generated = n * new_tokens
   return {"N": n, "ours_tok_s": generated / ours, "hf_tok_s": generated / hf,
           "speedup": hf / ours, "ours_compile_s": ours_first - ours}
@@ -129,10 +108,10 @@ def bench_train_step(cfg, params, dtype_name: str, batch: int, seq_len: int, pea
     holder[0], metrics = compiled(holder[0], data)
     jax.block_until_ready(metrics["loss"])
 
-  _, seconds = _timed(run, repeats)
+  _, seconds = timed(run, repeats)
   return {"tokens_s": batch * seq_len / seconds, "step_s": seconds, "flops_s": flops / seconds,
           "mfu": flops / seconds / peak, "gflop_per_step": flops / 1e9,
-          "xla_gflop_per_step": _flops(compiled) / 1e9}
+          "xla_gflop_per_step": xla_flops(compiled) / 1e9}
 
 
 def main() -> None:

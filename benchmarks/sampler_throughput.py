@@ -16,8 +16,6 @@ of the prefill the sampler runs: on the B prompts (shared cache, any N) versus B
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +25,7 @@ from bonjax.models import config as model_config
 from bonjax.models import kv_cache
 from bonjax.models import transformer
 from bonjax.sampling import sampler
+from timing import timed, xla_flops  # benchmarks/timing.py, beside this script
 
 
 def _prompts(batch: int, prompt_len: int, vocab: int, seed: int = 0):
@@ -38,26 +37,6 @@ def _prompts(batch: int, prompt_len: int, vocab: int, seed: int = 0):
     tokens[b, prompt_len - n:] = rng.integers(3, vocab, size=n)
     valid[b, prompt_len - n:] = True
   return jnp.asarray(tokens), jnp.asarray(valid), jnp.arange(batch, dtype=jnp.int32)
-
-
-def _time_call(fn, repeats: int) -> tuple[float, float]:
-  """(first call seconds incl. compile, median seconds of `repeats` further calls)."""
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times)
-
-
-def _flops(compiled) -> float:
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0]
-  return float(analysis.get("flops", float("nan")))
 
 
 def main() -> None:
@@ -84,7 +63,7 @@ def main() -> None:
   prefill = jax.jit(kv_cache.prefill, static_argnames=("cfg", "compute_dtype"))
 
   def prefill_flops(rows: int) -> float:
-    return _flops(prefill.lower(params, cfg, jnp.tile(tokens, (rows // args.batch, 1)),
+    return xla_flops(prefill.lower(params, cfg, jnp.tile(tokens, (rows // args.batch, 1)),
                                 jnp.tile(valid, (rows // args.batch, 1)),
                                 compute_dtype=dtype).compile())
 
@@ -97,18 +76,19 @@ def main() -> None:
   for n in [int(x) for x in args.num_samples.split(",")]:
     settings = sampler.SamplingParams(num_samples=n, max_new_tokens=args.max_new_tokens,
                                       temperature=args.temperature, eos_id=None)
-    run = lambda s=settings: sampler.sample(params, cfg, s, tokens, valid, ids, rng, 0,
-                                            compute_dtype=dtype)
-    first, seconds = _time_call(run, args.repeats)
+    run = lambda s=settings: jax.block_until_ready(sampler.sample(
+        params, cfg, s, tokens, valid, ids, rng, 0, compute_dtype=dtype))
+    first, seconds = timed(run, args.repeats)
     generated = args.batch * n * args.max_new_tokens
     one_token = {}
     for per_sample in (False, True):
       short = sampler.SamplingParams(num_samples=n, max_new_tokens=1,
                                      temperature=args.temperature, eos_id=None,
                                      prefill_per_sample=per_sample)
-      one_token[per_sample] = _time_call(
-          lambda s=short: sampler.sample(params, cfg, s, tokens, valid, ids, rng, 0,
-                                         compute_dtype=dtype), args.repeats)[1]
+      one_token[per_sample] = timed(
+          lambda s=short: jax.block_until_ready(sampler.sample(
+              params, cfg, s, tokens, valid, ids, rng, 0, compute_dtype=dtype)),
+          args.repeats)[1]
     print(f"{n:>4} {args.batch * n:>5} {generated / seconds:>10.1f} {seconds:>8.3f} "
           f"{first - seconds:>9.2f} {one_token[False]:>12.4f} {one_token[True]:>16.4f} "
           f"{shared_prefill_flops / 1e9:>20.3f} {prefill_flops(args.batch * n) / 1e9:>10.3f}")
