@@ -225,7 +225,9 @@ def pretrained_params(setup: RunSetup, name: str) -> Any:
   if cfg != setup.model_cfg:
     raise ConfigError(f"init_from={PRETRAINED_PREFIX + name!r} is not model.preset="
                       f"{setup.config.model.preset!r}; set the preset of that model")
-  return jax.device_put(params, setup.param_shardings())
+  # A copy: on one device device_put would alias the process-wide cached arrays, and the train
+  # step donates its parameters, which would delete them for every later user in this process.
+  return jax.device_put(params, setup.param_shardings(), may_alias=False)
 
 
 def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
