@@ -8,6 +8,12 @@ by default the quickstart's), so run the main job first:
   python -m launch.sweep --seeds=0,1          # all algorithms, 2 seeds each
   python -m launch.sweep --algorithms=rl_s,bon_rl_s --seeds=0 --num_steps=50
 
+An entry of --algorithms is an experiments/ module, optionally with its config argument after
+":" (as `--config=experiments/<module>.py:<argument>`), e.g. the SmolLM2 comparison:
+
+  python -m launch.sweep --root=workdir/smollm2_sweep --seeds=0 \
+      --algorithms=smollm2_finetune:rl_s,smollm2_finetune:bon_rl_s
+
 Finished runs are skipped, so an interrupted sweep continues where it stopped. Writes, under
 --root: <algorithm>/seed_<s>/ (each run), start/eval.json (the shared starting checkpoint,
 evaluated the same way), results.md, pass_at_k.png, bon_acc_at_k.png, reward_vs_kl.png.
@@ -38,15 +44,19 @@ ALGORITHMS = ("sft", "rft", "sft_best_of_n", "rl_s", "rl_v", "bon_sft", "bon_rl_
 DISTILLATION = ("vbon", "bond", "j_bond")
 
 _ROOT = flags.DEFINE_string("root", "workdir/sweep", "Directory of the sweep's runs and reports.")
-_ALGORITHMS = flags.DEFINE_list("algorithms", list(ALGORITHMS), "Experiment names to run.")
+_ALGORITHMS = flags.DEFINE_list("algorithms", list(ALGORITHMS),
+                                "Experiments to run: <module of experiments/>[:<config argument>].")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds per algorithm.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "Override train.num_steps of every run.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only aggregate finished runs.")
 
 
 def experiment_config(name: str, seed: int):
-  """The config of experiments/<name>.py with `seed` (and the step override)."""
-  config = importlib.import_module(f"experiments.{name}").get_config()
+  """The config of experiments/<module>.py (`name` = "<module>[:<argument>]") with `seed` (and
+  the step override)."""
+  module, _, argument = name.partition(":")
+  get_config = importlib.import_module(f"experiments.{module}").get_config
+  config = get_config(argument) if argument else get_config()
   config.seed = seed
   if _NUM_STEPS.value is not None:
     config.train.num_steps = _NUM_STEPS.value
@@ -54,7 +64,7 @@ def experiment_config(name: str, seed: int):
 
 
 def run_dir(name: str, seed: int) -> str:
-  return os.path.join(_ROOT.value, name, f"seed_{seed}")
+  return os.path.join(_ROOT.value, name.replace(":", "_"), f"seed_{seed}")
 
 
 def load_report(workdir: str) -> dict | None:
@@ -156,8 +166,10 @@ def main(argv):
   quiet_library_logs()
   seeds = [int(s) for s in _SEEDS.value]
   for name in _ALGORITHMS.value:
-    if name not in ALGORITHMS:
-      raise app.UsageError(f"--algorithms: unknown experiment {name!r}; known: {ALGORITHMS}")
+    try:
+      experiment_config(name, 0)
+    except (ImportError, ValueError) as e:
+      raise app.UsageError(f"--algorithms: {name!r}: {e}; the sweep's own: {ALGORITHMS}")
   results: dict[str, list[dict]] = {"start": [evaluate_start(_ALGORITHMS.value[0])]}
   for name in _ALGORITHMS.value:
     for seed in seeds:

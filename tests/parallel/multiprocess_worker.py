@@ -39,6 +39,7 @@ from bonjax.training.checkpointing import Checkpointer, abstract_like  # noqa: E
 from bonjax.training.run_setup import build_run_setup  # noqa: E402
 from bonjax.training.state import make_optimizer  # noqa: E402
 from bonjax.training.step import jit_train_step, make_train_step  # noqa: E402
+from tests.small_configs import shrink  # noqa: E402
 
 MESH = (2, 2, 1)  # (data, fsdp, tensor): rows over 4 devices, parameters split over fsdp.
 
@@ -47,13 +48,7 @@ def small_config():
   """The quickstart config shrunk to a few fast steps of the tiny model."""
   from experiments import quickstart
 
-  config = quickstart.get_config()
-  config.task.num_train = 64
-  config.task.num_test = 8
-  config.eval.num_prompts = 8
-  config.eval.prompt_batch_size = 8
-  config.train.batch_size = 8
-  config.train.warmup_steps = 1
+  config = shrink(quickstart.get_config(), num_train=64, num_test=8, batch_size=8)
   config.train.async_checkpoints = False
   config.mesh.data, config.mesh.fsdp, config.mesh.tensor = MESH
   return config

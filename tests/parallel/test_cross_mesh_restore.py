@@ -28,6 +28,7 @@ from bonjax.training.run_setup import build_run_setup
 from bonjax.training.state import make_optimizer
 from bonjax.training.step import jit_train_step, make_train_step
 from experiments import quickstart
+from tests.small_configs import shrink
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # LLVM optimisation of the CPU kernels costs compile time and changes no result checked here.
@@ -37,14 +38,7 @@ CONTINUED = 2  # Steps compared after restoring.
 
 
 def small_config():
-  config = quickstart.get_config()
-  config.task.num_train = 128
-  config.task.num_test = 8
-  config.train.batch_size = 8
-  config.train.warmup_steps = 1
-  config.eval.num_prompts = 8
-  config.eval.prompt_batch_size = 8
-  return config
+  return shrink(quickstart.get_config(), num_train=128, num_test=8, batch_size=8)
 
 
 class MeshRun:

@@ -18,20 +18,15 @@ from bonjax.training.sft import sft_loss
 from bonjax.training.state import make_optimizer
 from bonjax.training.step import jit_train_step, make_train_step
 from experiments import quickstart
+from tests.small_configs import shrink
 
 
 def small_config(**train):
-  config = quickstart.get_config()
-  config.task.num_train = 256
-  config.task.num_test = 16
-  config.train.batch_size = 16
+  config = shrink(quickstart.get_config(), num_train=256, num_test=16, batch_size=16,
+                  warmup_steps=2, eval_samples=4)
   config.train.num_steps = 8
-  config.train.warmup_steps = 2
   config.train.log_every = 1
   config.train.checkpoint_every = 2
-  config.eval.num_prompts = 16
-  config.eval.num_samples = 4
-  config.eval.prompt_batch_size = 8
   for k, v in train.items():
     config.train[k] = v
   return config

@@ -23,6 +23,7 @@ from bonjax.training.tasks import build_task
 from bonjax.verifiers import reward_model as orm
 from bonjax.verifiers.arithmetic import ArithmeticVerifier
 from experiments import learned_verifier
+from tests.small_configs import shrink
 
 TOKENIZER = CharTokenizer()
 CFG = get_preset("tiny")
@@ -137,17 +138,11 @@ def test_likelihood_term_is_the_mean_completion_logprob():
 
 
 def small_config(tmp_path, init_from=""):
-  config = learned_verifier.get_config()
+  config = shrink(learned_verifier.get_config(), num_train=128, num_test=16, batch_size=16,
+                  eval_samples=4)
   config.init_from = init_from
-  config.task.num_train = 128
-  config.task.num_test = 16
-  config.train.batch_size = 16
   config.train.num_steps = 6
-  config.train.warmup_steps = 1
   config.train.checkpoint_every = 6
-  config.eval.num_prompts = 16
-  config.eval.num_samples = 4
-  config.eval.prompt_batch_size = 8
   rm = config.reward_model
   rm.num_prompts, rm.num_samples, rm.num_eval_prompts = 32, 4, 16
   rm.train.num_steps, rm.train.batch_size, rm.train.warmup_steps = 8, 32, 1
