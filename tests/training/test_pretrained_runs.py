@@ -4,7 +4,7 @@ real-weight runs need the model packages; see experiments/smollm2_bon_eval.py)."
 import pytest
 
 from bonjax.training import loop
-from bonjax.training.config_validation import ConfigError
+from bonjax.training.config_validation import ConfigError, validate_config
 from bonjax.training.run_setup import build_run_setup
 from experiments import quickstart, smollm2_bon_eval, smollm2_finetune
 
@@ -40,8 +40,12 @@ def test_smollm2_configs_are_consistent():
   config = smollm2_bon_eval.get_config()
   assert config.init_from == "pretrained:smollm2-135m" and config.model.preset == "smollm2-135m"
   assert config.lengths.completion_buckets[-1] >= config.eval.max_new_tokens
+  budgets = set()
   for algorithm in smollm2_finetune.ALGORITHMS:
     c = smollm2_finetune.get_config(algorithm)
-    assert c.train.batch_size * c.sampling.num_samples == 16  # equal sampling budget
+    validate_config(c)
+    budgets.add((c.train.num_steps, c.train.batch_size, c.sampling.num_samples))
+    assert c.eval.to_dict() == config.eval.to_dict()  # the pretrained model's evaluation
+  assert len(budgets) == 1  # equal sampling budget
   with pytest.raises(ValueError, match="known"):
     smollm2_finetune.get_config("nope")
