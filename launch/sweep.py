@@ -108,12 +108,16 @@ def summary_row(reports: list[dict], n: int) -> dict[str, tuple[float, float]]:
                  float(np.std([f(r) for r in reports]))) for name, f in columns.items()}
 
 
-def markdown_table(rows: dict[str, dict[str, tuple[float, float]]], seeds: int) -> str:
+def markdown_table(rows: dict[str, dict[str, tuple[float, float]]],
+                   runs: dict[str, int]) -> str:
+  """One line per algorithm: mean ± std over its `runs[algorithm]` runs (the mean alone for
+  one run)."""
   names = list(next(iter(rows.values())))
-  lines = [f"| algorithm | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+  lines = [f"| algorithm | runs | {' | '.join(names)} |", "|---" * (len(names) + 2) + "|"]
   for algorithm, row in rows.items():
-    cells = [f"{m:.3f} ± {s:.3f}" if seeds > 1 else f"{m:.3f}" for m, s in row.values()]
-    lines.append(f"| {algorithm} | {' | '.join(cells)} |")
+    several = runs[algorithm] > 1
+    cells = [f"{m:.3f} ± {s:.3f}" if several else f"{m:.3f}" for m, s in row.values()]
+    lines.append(f"| {algorithm} | {runs[algorithm]} | {' | '.join(cells)} |")
   return "\n".join(lines)
 
 
@@ -182,11 +186,11 @@ def main(argv):
         results.setdefault(name, []).append(report)
   n = results["start"][0]["curve"]["ks"][-1]
   rows = {name: summary_row(reports, n) for name, reports in results.items()}
-  table = markdown_table(rows, len(seeds))
+  table = markdown_table(rows, {name: len(reports) for name, reports in results.items()})
   os.makedirs(_ROOT.value, exist_ok=True)
   with open(os.path.join(_ROOT.value, "results.md"), "w", encoding="utf-8") as f:
     f.write(f"Held-out arithmetic, {results['start'][0]['num_prompts']} prompts, n = {n} samples "
-            f"per prompt; mean ± std over seeds {seeds}.\n\n{table}\n")
+            f"per prompt; mean ± std over the runs (seeds {seeds}).\n\n{table}\n")
   plot_metric_curves(results, "pass@k", os.path.join(_ROOT.value, "pass_at_k.png"))
   plot_metric_curves(results, "bon_acc@k", os.path.join(_ROOT.value, "bon_acc_at_k.png"))
   plot_reward_vs_kl(results, os.path.join(_ROOT.value, "reward_vs_kl.png"))

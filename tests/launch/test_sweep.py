@@ -33,5 +33,7 @@ def test_summary_row_is_mean_and_std_over_seeds():
   assert row["pass@1"] == pytest.approx((0.2, 0.1))
   assert row["pass@4"] == pytest.approx((0.4, 0.1))
   assert row["KL to start"] == pytest.approx((2.0, 1.0))
-  table = sweep.markdown_table({"rl_s": row}, seeds=2)
-  assert "| rl_s | 0.200 ± 0.100 | 0.400 ± 0.100 |" in table
+  single = sweep.summary_row([report([0.1, 0.2, 0.3], 1.0)], 4)
+  table = sweep.markdown_table({"rl_s": row, "bon_rl_s": single}, {"rl_s": 2, "bon_rl_s": 1})
+  assert "| rl_s | 2 | 0.200 ± 0.100 | 0.400 ± 0.100 |" in table
+  assert "| bon_rl_s | 1 | 0.100 | 0.300 |" in table
