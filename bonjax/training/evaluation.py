@@ -12,7 +12,6 @@ import jax
 import numpy as np
 
 from bonjax.bon import curves
-from bonjax.sampling import sampler as sampler_lib
 from bonjax.training.rollouts import ScoredSamples, group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
@@ -72,10 +71,7 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
   """
   cfg = setup.config.eval
   examples = list(setup.task.test[:cfg.num_prompts])
-  sampling = sampler_lib.SamplingParams(
-      num_samples=cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
-      temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-      eos_id=setup.tokenizer.eos_id, pad_id=setup.tokenizer.pad_id)
+  sampling = setup.sampling_params(cfg)
   rng = jax.random.fold_in(jax.random.key(setup.config.seed), _EVAL_STREAM)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, step,
                              cfg.prompt_batch_size, progress)

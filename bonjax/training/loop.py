@@ -291,11 +291,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str, num_prompts: int = 5
   """Prints `sampling.num_samples` completions for a few held-out prompts, with verdicts."""
   setup = build_run_setup(config)
   params, step = restore_params(setup, workdir)
-  cfg = config.sampling
-  sampling = evaluation.sampler_lib.SamplingParams(
-      num_samples=cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
-      temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-      eos_id=setup.tokenizer.eos_id, pad_id=setup.tokenizer.pad_id)
+  sampling = setup.sampling_params(config.sampling)
   examples = list(setup.task.test[:num_prompts])
   samples = evaluation.sample_and_score(setup, params, examples, range(len(examples)), sampling,
                                         jax.random.key(config.seed), step,

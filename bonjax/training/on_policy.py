@@ -25,7 +25,6 @@ from bonjax.models.config import ModelConfig
 from bonjax.objectives.bond import ema_anchor_update
 from bonjax.objectives.inputs import ObjectiveInputs
 from bonjax.objectives.registry import ObjectiveSpec, get_objective
-from bonjax.sampling import sampler as sampler_lib
 from bonjax.training.reference_samples import ReferenceSampleCache, best_of_subset
 from bonjax.training.rollouts import group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
@@ -62,13 +61,6 @@ def on_policy_loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *,
   return loss, metrics
 
 
-def _sampling_params(cfg: ml_collections.ConfigDict, setup: RunSetup,
-                     num_samples: int) -> sampler_lib.SamplingParams:
-  return sampler_lib.SamplingParams(num_samples=num_samples, max_new_tokens=cfg.max_new_tokens,
-                                    temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                                    eos_id=setup.tokenizer.eos_id, pad_id=setup.tokenizer.pad_id)
-
-
 @dataclasses.dataclass
 class OnPolicyTrainer:
   """Builds rollout batches for one objective and holds what it needs besides the policy.
@@ -88,13 +80,13 @@ class OnPolicyTrainer:
   def __post_init__(self):
     config = self.setup.config
     self.needed = self.spec.required_inputs(self.objective_cfg)
-    self.sampling = _sampling_params(config.sampling, self.setup, config.sampling.num_samples)
+    self.sampling = self.setup.sampling_params(config.sampling)
     self.temperature = max(config.sampling.temperature, 1e-6)
     self._reference_cache = None
     if "ref_scores" in self.needed and not self.spec.needs_anchor:
       self._reference_cache = ReferenceSampleCache(
           self.setup, self.reference_params,
-          _sampling_params(config.sampling, self.setup, config.reference.num_samples),
+          self.setup.sampling_params(config.sampling, config.reference.num_samples),
           config.seed, config.train.batch_size)
     self._logprob_fn = jax.jit(functools.partial(
         group_logprobs, model_cfg=self.setup.model_cfg, temperature=self.temperature,
@@ -191,7 +183,7 @@ class OnPolicyTrainer:
     setup, config = self.setup, self.setup.config
     anchor = state.aux["anchor"]
     batch["anchor_logprobs"] = self._logprobs(anchor, batch)
-    sampling = _sampling_params(config.sampling, setup, config.reference.num_samples)
+    sampling = setup.sampling_params(config.sampling, config.reference.num_samples)
     rng = jax.random.fold_in(jax.random.key(config.seed), _TRAIN_STREAM + 1)
     anchor_samples = sample_and_score(setup, anchor, examples, idx, sampling, rng, step,
                                       config.train.batch_size)

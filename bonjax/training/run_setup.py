@@ -86,6 +86,17 @@ class RunSetup:
                    out_shardings=self.param_shardings())
     return init(jax.random.key(seed))
 
+  def sampling_params(self, section: ml_collections.ConfigDict,
+                      num_samples: int | None = None) -> sampler_lib.SamplingParams:
+    """Sampler settings of a config section with the sampling fields (`config.sampling` or
+    `config.eval`): its num_samples (or `num_samples`), length, temperature, top-k / top-p,
+    and the tokenizer's stop and pad ids."""
+    return sampler_lib.SamplingParams(
+        num_samples=section.num_samples if num_samples is None else num_samples,
+        max_new_tokens=section.max_new_tokens, temperature=section.temperature,
+        top_k=section.top_k, top_p=section.top_p, eos_id=self.tokenizer.eos_id,
+        pad_id=self.tokenizer.pad_id)
+
   def sample(self, params: Any, sampling: sampler_lib.SamplingParams, prompt_tokens: np.ndarray,
              prompt_valid: np.ndarray, prompt_ids: np.ndarray, rng: jax.Array,
              step: int) -> sampler_lib.Rollout:

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bonjax.sampling import sampler as sampler_lib
 from bonjax.training import evaluation
 from bonjax.training.rollouts import group_logprobs, sample_and_score
 from bonjax.training.run_setup import build_run_setup
@@ -34,9 +33,7 @@ def test_kl_to_reference_is_the_mean_log_ratio_of_the_policy_samples():
   setup = eval_setup(0.7)
   policy, reference = setup.init_params(0), setup.init_params(1)
   cfg = setup.config.eval
-  sampling = sampler_lib.SamplingParams(
-      num_samples=cfg.num_samples, max_new_tokens=cfg.max_new_tokens,
-      temperature=cfg.temperature, eos_id=setup.tokenizer.eos_id, pad_id=setup.tokenizer.pad_id)
+  sampling = setup.sampling_params(cfg)
   examples = list(setup.task.test[:cfg.num_prompts])
   samples = sample_and_score(setup, policy, examples, range(len(examples)), sampling,
                              jax.random.key(3), 0, cfg.prompt_batch_size)
