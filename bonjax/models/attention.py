@@ -5,9 +5,9 @@ so each key/value head is read once for all the query heads that share it. Atten
 soft-capping, masking and the softmax run in float32; the two matmuls take the compute dtype
 with float32 accumulation.
 
-Decoding attends to up to three key sets at once (the prompt cache kept once per prompt, the
-per-sample completion cache, and the token being decoded); `joint_softmax` normalises across
-all of them, so the result equals attention over their concatenation.
+Decoding attends to two key sets at once (the prompt cache kept once per prompt, and the
+per-sample completion cache, which already holds the token being decoded); `joint_softmax`
+normalises across both, so the result equals attention over their concatenation.
 """
 
 from __future__ import annotations
@@ -82,8 +82,8 @@ def full_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
 
 def decode_attention(q: jax.Array, prompt_kv: tuple[jax.Array, jax.Array], prompt_mask: jax.Array,
                      past_kv: tuple[jax.Array, jax.Array], past_mask: jax.Array,
-                     new_kv: tuple[jax.Array, jax.Array], cfg: ModelConfig) -> jax.Array:
-  """Attention of one new token per sample over prompt cache, completion cache and itself.
+                     cfg: ModelConfig) -> jax.Array:
+  """Attention of one new token per sample over the prompt cache and the completion cache.
 
   The prompt cache has no sample axis: the N samples of a prompt read it once, as one matmul
   whose rows are their N * group queries.
@@ -92,9 +92,9 @@ def decode_attention(q: jax.Array, prompt_kv: tuple[jax.Array, jax.Array], promp
     q: [B, N, num_heads, head_dim] queries of the token being decoded.
     prompt_kv: K [B, kv_heads, head_dim, P] (transposed), V [B, kv_heads, P, head_dim].
     prompt_mask: [B, N, P] bool, visible prompt keys.
-    past_kv: K [B, N, kv_heads, head_dim, L] (transposed), V [B, N, kv_heads, L, head_dim].
-    past_mask: [B or 1, N or 1, L] bool, visible completion keys (already decoded).
-    new_kv: K, V [B, N, kv_heads, head_dim] of the token itself (always visible).
+    past_kv: K [B, N, kv_heads, head_dim, L] (transposed), V [B, N, kv_heads, L, head_dim],
+      with the token's own key and value already written.
+    past_mask: [B or 1, N or 1, L] bool, visible completion keys (the token's own included).
     cfg: model configuration.
 
   Returns:
@@ -106,7 +106,6 @@ def decode_attention(q: jax.Array, prompt_kv: tuple[jax.Array, jax.Array], promp
   qg = group_queries(q, cfg)  # [B, N, K, G, Dh]
   prompt_k, prompt_v = prompt_kv
   past_k, past_v = past_kv
-  new_k, new_v = new_kv
   # The prompt matmuls take the N * G queries of a KV head as the rows of one GEMM. (Written
   # with [B, K] leading batch axes: XLA's CPU runtime has no bf16 x bf16 -> f32 kernel for the
   # equivalent "bnkgd,bkdp" contraction.)
@@ -115,11 +114,9 @@ def decode_attention(q: jax.Array, prompt_kv: tuple[jax.Array, jax.Array], promp
   prompt_logits = jnp.transpose(
       prompt_logits.reshape(batch, kv_heads, samples, group, -1), (0, 2, 1, 3, 4))
   past_logits = attention_logits("bnkgd,bnkdl->bnkgl", qg, past_k, cfg)
-  new_logits = attention_logits("bnkgd,bnkd->bnkg", qg, new_k, cfg)[..., None]
-  prompt_probs, past_probs, new_probs = joint_softmax([
+  prompt_probs, past_probs = joint_softmax([
       (prompt_logits, prompt_mask[:, :, None, None, :]),
       (past_logits, past_mask[:, :, None, None, :]),
-      (new_logits, True),
   ])
   prompt_probs = jnp.transpose(prompt_probs.astype(dtype), (0, 2, 1, 3, 4)).reshape(
       batch, kv_heads, samples * group, -1)
@@ -127,5 +124,4 @@ def decode_attention(q: jax.Array, prompt_kv: tuple[jax.Array, jax.Array], promp
   prompt_out = jnp.transpose(prompt_out.reshape(batch, kv_heads, samples, group, -1),
                              (0, 2, 1, 3, 4))
   past_out = layers.dense(past_probs.astype(dtype), past_v, "bnkgl,bnkld->bnkgd")
-  new_out = new_probs.astype(dtype).astype(jnp.float32) * new_v.astype(jnp.float32)[:, :, :, None]
-  return (prompt_out + past_out + new_out).reshape(q.shape).astype(dtype)
+  return (prompt_out + past_out).reshape(q.shape).astype(dtype)

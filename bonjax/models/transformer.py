@@ -9,10 +9,13 @@ pytree. One implementation of a block (`layer_qkv`, `layer_attention_residual`,
 Layers are stacked on a leading "layers" axis and the forward pass scans over them, which keeps
 compile time flat in depth (Gemma 3 has 18 layers, SmolLM2 30). The per-layer differences of a
 family (sliding window or global attention, local or global rotary base) are scanned-over
-arrays built from the config at trace time, so one scan body serves every layer. (Measured on
-the 2-core CPU this was developed on: decoding with SmolLM2's 30 layers unrolled, each layer's
-weights and caches in separate buffers, used about 5% less CPU time per token than the scan,
-whose body slices each layer's weights out of the stack, but took 2-4x longer to compile.)
+arrays built from the config at trace time, so one scan body serves every layer.
+
+The sampler instead runs the same block unrolled over `unstack_layers(params)`, one buffer per
+layer weight: a scan body (or a static slice inside a loop) reads each layer's weights through
+a slice of the stack, which XLA:CPU copies and, in bfloat16, feeds to a dot that misses the
+AMX matmul kernels. Measured on the 2-core CPU this was developed on (SmolLM2's 30 MLP blocks at
+64 rows): 126 ms scanned vs 28 ms unstacked in bfloat16, 74 vs 60 ms in float32.
 
 Parameter layout (float32; L = num_layers):
 
@@ -173,6 +176,19 @@ def param_logical_axes(cfg: ModelConfig) -> Params:
                       is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
+def unstack_layers(params: Params) -> Params:
+  """The params with "layers" as a tuple of per-layer dicts (no layer axis), one buffer each.
+
+  `transformer_forward` and `kv_cache.decode_step` run the layers unrolled over this layout.
+  Inside a jit-compiled function the split is one copy of the layer weights; do it once, outside
+  any loop (see the module docstring for why a loop should not read a stacked layout).
+  """
+  stacked = params["layers"]
+  num_layers = jax.tree.leaves(stacked)[0].shape[0]
+  per_layer = tuple(jax.tree.map(lambda w, i=i: w[i], stacked) for i in range(num_layers))
+  return {**params, "layers": per_layer}
+
+
 def cast_params(params: Params, dtype: Any) -> Params:
   """Casts the matmul weights to `dtype` once; norm weights stay float32.
 
@@ -303,7 +319,7 @@ def transformer_forward(params: Params, cfg: ModelConfig, tokens: jax.Array,
   """Full forward pass; optionally also every layer's keys and values (for prefill).
 
   Args:
-    params: model params (float32, or pre-cast by `cast_params`).
+    params: model params (float32, or pre-cast by `cast_params`; stacked or `unstack_layers`).
     cfg: model configuration.
     tokens: [B, T] int32.
     positions: [B, T] int32, usually `positions_from_valid(valid)`.
@@ -313,13 +329,14 @@ def transformer_forward(params: Params, cfg: ModelConfig, tokens: jax.Array,
     remat: recompute each layer's activations in the backward pass instead of storing them.
 
   Returns:
-    (h [B, T, D] in compute_dtype after the final norm,
-     (k, v) each [num_layers, B, T, K, Dh] in compute_dtype, or None).
+    (h [B, T, D] in compute_dtype after the final norm, keys and values in compute_dtype or
+     None: (k, v) each [num_layers, B, T, K, Dh] for stacked params, a tuple of per-layer
+     (k, v) each [B, T, K, Dh] for `unstack_layers` params).
   """
   check_config(cfg)
 
-  def one_layer(x, scanned):
-    lp, table = scanned
+  def one_layer(x, per_layer):
+    lp, table, _ = per_layer
     q, k, v = layer_qkv(lp, cfg, x, positions, table["inv_freq"], compute_dtype)
     mask = attention_mask(positions, valid, table["window"])
     x = layer_attention_residual(lp, cfg, x, attention.full_attention(q, k, v, mask, cfg))
@@ -329,8 +346,35 @@ def transformer_forward(params: Params, cfg: ModelConfig, tokens: jax.Array,
   if remat:
     one_layer = jax.checkpoint(one_layer, prevent_cse=False)
   x = embed_tokens(params, cfg, tokens, compute_dtype)
-  x, kv = jax.lax.scan(one_layer, x, (params["layers"], layer_tables(cfg)))
+  x, kv = run_layers(one_layer, x, params["layers"], layer_tables(cfg))
   return final_norm(params, cfg, x, compute_dtype), kv
+
+
+def run_layers(one_layer, x: jax.Array, layer_params, tables: dict[str, jax.Array],
+               extra: Any = None):
+  """Threads x through every block: a scan over stacked params, a loop over unstacked ones.
+
+  Args:
+    one_layer: (x, (layer params, layer table, layer extra)) -> (x, per-layer output).
+    x: the residual stream.
+    layer_params: stacked params["layers"] (arrays with a leading layer axis), or the tuple of
+      per-layer dicts from `unstack_layers`.
+    tables: `layer_tables(cfg)`.
+    extra: per-layer inputs laid out like layer_params (stacked arrays, or a tuple with one
+      entry per layer), or None.
+
+  Returns:
+    (x, per-layer outputs): stacked on a leading layer axis after a scan, a tuple with one
+    output per layer after the loop.
+  """
+  if isinstance(layer_params, dict):
+    return jax.lax.scan(one_layer, x, (layer_params, tables, extra))
+  outputs = []
+  for i, lp in enumerate(layer_params):
+    table = jax.tree.map(lambda t, i=i: t[i], tables)
+    x, out = one_layer(x, (lp, table, None if extra is None else extra[i]))
+    outputs.append(out)
+  return x, tuple(outputs)
 
 
 def hidden_states(params: Params, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array,

@@ -18,14 +18,16 @@ What is counted (bytes per device):
                over fsdp
   kv cache     the sampler's prompt cache (once per prompt) and completion cache (per sample)
   sampling     the sampler's working set: the prefill's key/value staging copy, one layer's
-               activations over the prompts, one layer's weights, the logits of every sample
+               activations over the prompts, its per-layer copy of the weights, the logits of
+               every sample
 
 The activation counts follow this implementation's backward pass (the residuals that
 `jax.ad_checkpoint.print_saved_residuals` lists for `sequence_logprobs` with float32 compute,
 per token and layer); tests check them against jax and against `compiled.memory_analysis()` of
 the jitted train step and sampler. Sizes are split over the mesh the way the sharding rules
 split the arrays (prompt rows over data x fsdp, heads / MLP / vocabulary over tensor when
-divisible). Weights are assumed gathered over fsdp one layer at a time (ZeRO-3).
+divisible). Training gathers weights over fsdp one layer at a time (ZeRO-3); the sampler
+gathers its per-layer copy once per call.
 
 bfloat16 compute is planned with the float32 activation counts plus the bfloat16 weight copies
 that the backward pass and the sampler keep. On the tiny model the train step's plan is then
@@ -259,7 +261,7 @@ _COMPONENT_NOTES: dict[str, Callable[[MemoryPlan], str]] = {
     "batch": lambda p: "token ids and masks",
     "activations": _note_activations,
     "kv_cache": _note_kv,
-    "sampling": lambda p: "prefill staging, one layer's activations and weights, logits",
+    "sampling": lambda p: "prefill staging, one layer's activations, weight copy, logits",
 }
 
 
@@ -351,7 +353,8 @@ def _training_activations(cfg: "ModelConfig", shape: Mapping[str, int], w: Workl
 
 
 def _sampler_memory(cfg: "ModelConfig", shape: Mapping[str, int], w: Workload,
-                    layer_elements: int, param_elements: int) -> tuple[int, int]:
+                    layout: ParamLayout, layer_elements: int,
+                    param_elements: int) -> tuple[int, int]:
   """(KV-cache bytes, other working-set bytes) of one sampler call on one device."""
   compute_bytes = DTYPE_BYTES[w.compute_dtype]
   prompts, n, length = w.sampler_rows
@@ -362,12 +365,17 @@ def _sampler_memory(cfg: "ModelConfig", shape: Mapping[str, int], w: Workload,
   kv_cache = prompt_cache + rows * n * length * kv_token
   prefill_layer = 4 * (cfg.d_model + _split(cfg.mlp_dim, shape, "mlp")
                        + _split(cfg.num_heads, shape, "q_heads") * w.prompt_len)
-  working = (prompt_cache  # The prefill's stacked keys/values before their transposition.
+  # The sampler decodes from a copy of the layer weights, cast and split into per-layer
+  # buffers (`kv_cache.decoding_params`) and gathered over fsdp once per call (the copy is
+  # loop-invariant); other weights are only cast.
+  gathered = _gathered_layer_bytes(layout, shape, 1) if shape["fsdp"] > 1 else 4 * layer_elements
+  weights = compute_bytes * gathered // 4
+  if w.compute_dtype != "float32":
+    weights += compute_bytes * (param_elements - layer_elements)
+  working = (prompt_cache  # The prefill's keys/values before their transposition.
              + rows * w.prompt_len * prefill_layer
-             + compute_bytes * layer_elements // cfg.num_layers
+             + weights
              + 4 * rows * n * _split(cfg.vocab_size, shape, "vocab"))
-  if w.compute_dtype != "float32":  # The sampler casts the weights once per call.
-    working += compute_bytes * param_elements
   return kv_cache, working
 
 
@@ -392,7 +400,7 @@ def plan_memory(cfg: "ModelConfig", mesh_shape: Sequence[int] | Mapping[str, int
                        if n.startswith("layers/"))
   params = 4 * param_elements
   activations, logits = _training_activations(cfg, shape, w, layout, param_elements)
-  kv_cache, sampling = _sampler_memory(cfg, shape, w, layer_elements, param_elements)
+  kv_cache, sampling = _sampler_memory(cfg, shape, w, layout, layer_elements, param_elements)
   rows = _per_device(w.batch_size * w.num_samples, _batch_shards(shape))
   return MemoryPlan(
       mesh_shape=shape, workload=w, num_params=sum(math.prod(s) for s, _ in layout.values()),

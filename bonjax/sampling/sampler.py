@@ -166,7 +166,7 @@ def _generate(params: transformer.Params, cfg: ModelConfig, sampling: SamplingPa
   """Samples keys.shape[1] completions for each prompt row, sharing the row's prompt cache."""
   batch, num_samples = keys.shape
   length = sampling.max_new_tokens
-  params = transformer.cast_params(params, dtype)
+  params = kv_cache.decoding_params(params, dtype)
   last_hidden, prompt_cache = kv_cache.prefill(params, cfg, prompt_tokens, prompt_valid,
                                                compute_dtype=dtype)
   shape = (batch, num_samples)

@@ -26,9 +26,11 @@ def _decode_logits(params, cfg, prompt_tokens, prompt_valid, completions):
   first = jnp.broadcast_to(transformer.logits_from_hidden(params, cfg, h)[:, None],
                            (batch, samples, cfg.vocab_size))
   cache = kv_cache.init_completion_cache(cfg, batch, samples, length)
+  per_layer = kv_cache.decoding_params(params, jnp.float32)
 
   def step(cache, t):
-    h, cache = kv_cache.decode_step(params, cfg, prompt_cache, cache, completions[:, :, t], t)
+    h, cache = kv_cache.decode_step(per_layer, cfg, prompt_cache, cache, completions[:, :, t],
+                                    t)
     return cache, transformer.logits_from_hidden(params, cfg, h)
 
   _, rest = jax.lax.scan(step, cache, jnp.arange(length - 1))
@@ -67,21 +69,85 @@ def test_cached_decoding_matches_full_forward(cfg):
   assert np.abs(reference).max() > 0.5
 
 
-def test_prompt_cache_layout():
+@pytest.mark.parametrize("unstacked", [False, True], ids=["stacked", "unstacked"])
+def test_prompt_cache_layout(unstacked):
   cfg = fx.GEMMA_LIKE
   params = fx.random_params(cfg)
   tokens, valid = fx.left_padded_prompts((5, 2), 5, cfg.vocab_size)
-  h, cache = jax.jit(kv_cache.prefill, static_argnums=1)(params, cfg, tokens, valid)
+  prefill_params = kv_cache.decoding_params(params, jnp.float32) if unstacked else params
+  h, cache = jax.jit(kv_cache.prefill, static_argnums=1)(prefill_params, cfg, tokens, valid)
   positions = transformer.positions_from_valid(valid)
   _, (k, v) = jax.jit(transformer.transformer_forward, static_argnums=1,
                       static_argnames=("compute_dtype", "return_kv"))(
                           params, cfg, tokens, positions, valid, compute_dtype=jnp.float32,
                           return_kv=True)
-  assert cache.k.shape == (cfg.num_layers, 2, cfg.num_kv_heads, cfg.head_dim, 5)
-  assert cache.v.shape == (cfg.num_layers, 2, cfg.num_kv_heads, 5, cfg.head_dim)
-  np.testing.assert_array_equal(cache.k[:, :, :, :, 3], k[:, :, 3])
-  np.testing.assert_array_equal(cache.v[:, :, :, 3], v[:, :, 3])
+  assert len(cache.k) == len(cache.v) == cfg.num_layers
+  for layer in range(cfg.num_layers):
+    assert cache.k[layer].shape == (2, cfg.num_kv_heads, cfg.head_dim, 5)
+    assert cache.v[layer].shape == (2, cfg.num_kv_heads, 5, cfg.head_dim)
+    # The same computation bit for bit from stacked params; the unrolled layers compile to
+    # differently fused float32 code (differences of a few ulps).
+    tolerance = dict(rtol=1e-5, atol=1e-6) if unstacked else dict(rtol=0, atol=0)
+    np.testing.assert_allclose(cache.k[layer][:, :, :, 3], k[layer, :, 3], **tolerance)
+    np.testing.assert_allclose(cache.v[layer][:, :, 3], v[layer, :, 3], **tolerance)
   np.testing.assert_array_equal(cache.lengths, [5, 2])
   full_h = jax.jit(transformer.hidden_states, static_argnums=1)(params, cfg, tokens, positions,
                                                                 valid)
   np.testing.assert_allclose(h, full_h[:, -1], rtol=1e-6, atol=1e-6)
+
+
+def test_decode_step_rejects_stacked_params():
+  cfg = fx.LLAMA_LIKE
+  params = fx.random_params(cfg)
+  tokens, valid = fx.left_padded_prompts((3,), 3, cfg.vocab_size)
+  _, prompt_cache = kv_cache.prefill(params, cfg, tokens, valid)
+  cache = kv_cache.init_completion_cache(cfg, 1, 2, 4)
+  with pytest.raises(ValueError, match="decoding_params"):
+    kv_cache.decode_step(params, cfg, prompt_cache, cache, jnp.zeros((1, 2), jnp.int32), 0)
+
+
+@pytest.mark.parametrize("samples", [1, 3], ids=["one_sample", "three_samples"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+def test_completion_cache_holds_each_decoded_token(samples, dtype):
+  # One sample and one prompt make size-1 axes, which the stored buffers drop; bfloat16 takes
+  # the bit-pattern write. Either way slot t must hold the keys and values of completion
+  # token t as the full forward pass computes them at its position.
+  cfg = fx.LLAMA_LIKE
+  params = fx.random_params(cfg)
+  tokens, valid = fx.left_padded_prompts((4,), 4, cfg.vocab_size)
+  completion = np.random.default_rng(2).integers(0, cfg.vocab_size, (1, samples, 3))
+  per_layer = kv_cache.decoding_params(params, dtype)
+
+  @jax.jit
+  def decode(per_layer, completion):
+    _, prompt_cache = kv_cache.prefill(per_layer, cfg, tokens, valid, compute_dtype=dtype)
+    cache = kv_cache.init_completion_cache(cfg, 1, samples, 5, dtype)
+    for t in range(3):
+      _, cache = kv_cache.decode_step(per_layer, cfg, prompt_cache, cache, completion[:, :, t],
+                                      t, compute_dtype=dtype)
+    return cache
+
+  cache = decode(per_layer, jnp.asarray(completion, jnp.int32))
+  full = jnp.concatenate([jnp.repeat(jnp.asarray(tokens), samples, axis=0),
+                          jnp.asarray(completion[0], jnp.int32)], axis=1)
+  full_valid = jnp.ones(full.shape, bool)
+  _, (k, v) = transformer.transformer_forward(
+      params, cfg, full, transformer.positions_from_valid(full_valid), full_valid,
+      compute_dtype=dtype, return_kv=True)
+  lead = (1, samples, cfg.num_kv_heads)
+  # Float32: every layer to a few ulps (the two paths run differently shaped matmuls). Bfloat16:
+  # layer 0, whose keys depend on the token alone, to one bfloat16 rounding step; deeper layers
+  # compound bfloat16 rounding through attention.
+  layers = range(cfg.num_layers) if dtype == jnp.float32 else range(1)
+  tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == jnp.float32 else dict(rtol=2**-8, atol=0)
+  for layer in layers:
+    cached_k, cached_v = kv_cache.completion_kv(cache, layer, lead)
+    assert cached_k.shape == lead + (cfg.head_dim, 5) and cached_k.dtype == dtype
+    np.testing.assert_allclose(np.asarray(cached_k[0, :, :, :, :3], np.float32),
+                               np.asarray(jnp.transpose(k[layer, :, 4:], (0, 2, 3, 1)), np.float32),
+                               **tolerance)
+    np.testing.assert_allclose(np.asarray(cached_v[0, :, :, :3], np.float32),
+                               np.asarray(jnp.transpose(v[layer, :, 4:], (0, 2, 1, 3)), np.float32),
+                               **tolerance)
+    # Slots not yet decoded stay empty.
+    assert not np.asarray(cached_k[..., 3:], np.float32).any()
