@@ -16,10 +16,13 @@ the batch and whatever else the batch holds.
 Log-probabilities are those of the temperature-T policy before top-k / top-p truncation (see
 `bonjax.models.logprobs`); greedy decoding (T = 0) reports the T = 1 log-probabilities.
 
-The caches are created inside the compiled function and live in the loop carry, which XLA
-updates in place, so no buffer donation is needed at the call boundary; params are not donated
-(the caller keeps them). No device placement is forced: sharded params and prompts keep their
-shardings and XLA partitions the computation.
+Each call first copies the weights once into the layout decoding reads fastest
+(`kv_cache.decoding_params`: cast to the compute dtype, one buffer per layer; fsdp-sharded
+weights are gathered once per call, not once per layer and step). The caches are created inside
+the compiled function and live in the loop carry, which XLA updates in place, so no buffer
+donation is needed at the call boundary; params are not donated (the caller keeps them). No
+device placement is forced: sharded params and prompts keep their shardings and XLA partitions
+the computation.
 """
 
 from __future__ import annotations
