@@ -311,13 +311,11 @@ def _head_bytes(cfg: "ModelConfig", mesh_shape: Mapping[str, int], vocab_chunk: 
   return 4 * (4 * cfg.d_model + logits + mask + 1) + 8
 
 
-def _gathered_layer_bytes(layout: ParamLayout, mesh_shape: Mapping[str, int],
-                          num_layers: int) -> int:
-  """One layer's float32 weights as the compute sees them: all-gathered over fsdp."""
+def _gathered_layer_bytes(layout: ParamLayout, mesh_shape: Mapping[str, int]) -> int:
+  """All layers' float32 weights as the compute sees them: all-gathered over fsdp."""
   no_fsdp = abstract_mesh(dict(mesh_shape, fsdp=1))
-  total = sum(shard_elements(shape, axes, no_fsdp) for name, (shape, axes) in layout.items()
-              if name.startswith("layers/"))
-  return 4 * total // num_layers
+  return 4 * sum(shard_elements(shape, axes, no_fsdp) for name, (shape, axes) in layout.items()
+                 if name.startswith("layers/"))
 
 
 def saved_residual_bytes(cfg: "ModelConfig", mesh_shape: Mapping[str, int], rows: int,
@@ -348,7 +346,7 @@ def _training_activations(cfg: "ModelConfig", shape: Mapping[str, int], w: Workl
   if w.compute_dtype != "float32":  # The backward pass also keeps the cast weights.
     activations += DTYPE_BYTES[w.compute_dtype] * param_elements
   if shape["fsdp"] > 1:  # Weights gathered for the forward and the backward of a layer.
-    activations += 2 * _gathered_layer_bytes(layout, shape, cfg.num_layers)
+    activations += 2 * (_gathered_layer_bytes(layout, shape) // cfg.num_layers)
   return activations, 2 * logits
 
 
@@ -368,8 +366,7 @@ def _sampler_memory(cfg: "ModelConfig", shape: Mapping[str, int], w: Workload,
   # The sampler decodes from a copy of the layer weights, cast and split into per-layer
   # buffers (`kv_cache.decoding_params`) and gathered over fsdp once per call (the copy is
   # loop-invariant); other weights are only cast.
-  gathered = _gathered_layer_bytes(layout, shape, 1) if shape["fsdp"] > 1 else 4 * layer_elements
-  weights = compute_bytes * gathered // 4
+  weights = compute_bytes * _gathered_layer_bytes(layout, shape) // 4
   if w.compute_dtype != "float32":
     weights += compute_bytes * (param_elements - layer_elements)
   working = (prompt_cache  # The prefill's keys/values before their transposition.
