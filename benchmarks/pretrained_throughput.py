@@ -20,6 +20,9 @@ plus the attention scores 12 x layers x T x q_heads x head_dim per token. XLA's 
 not used: it counts the scanned layer stack once, not once per layer. MFU is that FLOP rate as
 a fraction of the measured peak of a large matmul in the same dtype on the same device.
 Sampling is reported the same way, at 2 x params FLOPs per generated token.
+The matmul-only bound is the tokens/s of a decoding step's weight matmuls alone at N rows
+(`decode_matmul_bound`): no exact sampler can exceed it on this device, so its ratio to HF says
+which speedups the hardware allows at all.
 """
 
 from __future__ import annotations
@@ -62,6 +65,39 @@ def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
   return 2 * size ** 3 / seconds
 
 
+def decode_matmul_bound(cfg, rows: int, dtype_name: str, repeats: int) -> float:
+  """Tokens/s of one decoding step's weight matmuls alone, at `rows` rows (one per sample).
+
+  The step multiplies the rows by every layer's q, k, v, o, gate, up and down matrices and by
+  the [D, V] output head (random weights of the model's shapes, unrolled like our decoding
+  step), with no attention, norms or sampling: an upper bound for any sampler that computes
+  exact logits in this dtype on this device.
+  """
+  dtype = jnp.dtype(dtype_name)
+  d, f = cfg.d_model, cfg.mlp_dim
+  q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+  shapes = [(d, q), (d, kv), (d, kv), (q, d), (d, f), (d, f), (f, d)]
+  keys = iter(jax.random.split(jax.random.key(0), cfg.num_layers * len(shapes) + 1))
+  weight = lambda shape: (0.02 * jax.random.normal(next(keys), shape)).astype(dtype)
+  layer_weights = [[weight(s) for s in shapes] for _ in range(cfg.num_layers)]
+  head = weight((d, cfg.vocab_size))
+
+  @jax.jit
+  def step(x, layer_weights, head):
+    dot = lambda a, w: jnp.dot(a.astype(dtype), w, preferred_element_type=jnp.float32)
+    for wq, wk, wv, wo, gate, up, down in layer_weights:
+      # k and v feed the residual so that XLA keeps their matmuls.
+      keys_values = jnp.mean(dot(x, wk), -1, keepdims=True) + jnp.mean(dot(x, wv), -1,
+                                                                        keepdims=True)
+      x = x + dot(dot(x, wq), wo) + 1e-3 * keys_values
+      x = x + dot(jax.nn.silu(dot(x, gate)) * dot(x, up), down)
+    return dot(x, head)
+
+  x = jnp.ones((rows, d), jnp.float32)
+  _, seconds = timed(lambda: jax.block_until_ready(step(x, layer_weights, head)), repeats)
+  return rows / seconds
+
+
 def bench_sampling(cfg, params, tokenizer, hf_model, n: int, new_tokens: int, dtype_name: str,
                    repeats: int) -> dict:
   """tokens/s of our sampler and of HF generate for N = n samples of one prompt."""
@@ -87,7 +123,8 @@ def bench_sampling(cfg, params, tokenizer, hf_model, n: int, new_tokens: int, dt
     _, hf = timed(generate, repeats)
   generated = n * new_tokens
   return {"N": n, "ours_tok_s": generated / ours, "hf_tok_s": generated / hf,
-          "speedup": hf / ours, "ours_compile_s": ours_first - ours}
+          "speedup": hf / ours, "ours_compile_s": ours_first - ours,
+          "bound_tok_s": decode_matmul_bound(cfg, n, dtype_name, max(repeats, 3))}
 
 
 def bench_train_step(cfg, params, dtype_name: str, batch: int, seq_len: int, peak: float,
@@ -133,7 +170,7 @@ def main() -> None:
   import torch
   from transformers import AutoModelForCausalLM
 
-  torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+  hf_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
   peak = matmul_peak(jnp.dtype(args.dtype))
   print(f"device={jax.devices()[0].device_kind} x{jax.device_count()} dtype={args.dtype} "
         f"torch threads={torch.get_num_threads()} measured matmul peak={peak / 1e9:.1f} GFLOP/s")
@@ -142,11 +179,12 @@ def main() -> None:
     params = transformer.cast_params(params, jnp.dtype(args.dtype))
     with tempfile.TemporaryDirectory() as hf_dir:
       hf_export.save_hf_checkpoint(hf_dir, cfg, jax.device_get(params), tokenizer)
-      hf_model = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch_dtype).eval()
+      hf_model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=hf_dtype).eval()
     print(f"\n{name} ({cfg.num_params() / 1e6:.0f}M params), L={args.new_tokens} new tokens, "
           f"one prompt x N samples")
     print(f"{'N':>4} {'ours tok/s':>11} {'HF generate tok/s':>18} {'speedup':>8} "
-          f"{'our compile s':>13} {'ours % peak':>11} {'HF % peak':>9}")
+          f"{'our compile s':>13} {'ours % peak':>11} {'HF % peak':>9} "
+          f"{'matmul-only bound tok/s':>23} {'= x HF':>6}")
     per_token = 2 * cfg.num_params()
     for n in [int(x) for x in args.num_samples.split(",")]:
       r = bench_sampling(cfg, params, tokenizer, hf_model, n, args.new_tokens, args.dtype,
@@ -154,7 +192,8 @@ def main() -> None:
       print(f"{r['N']:>4} {r['ours_tok_s']:>11.1f} {r['hf_tok_s']:>18.1f} "
             f"{r['speedup']:>7.2f}x {r['ours_compile_s']:>13.1f} "
             f"{100 * r['ours_tok_s'] * per_token / peak:>10.1f}% "
-            f"{100 * r['hf_tok_s'] * per_token / peak:>8.1f}%")
+            f"{100 * r['hf_tok_s'] * per_token / peak:>8.1f}% {r['bound_tok_s']:>23.1f} "
+            f"{r['bound_tok_s'] / r['hf_tok_s']:>5.2f}x")
     del hf_model
     if not args.skip_train:
       t = bench_train_step(cfg, params, args.dtype, args.train_batch, args.train_seq_len, peak,
