@@ -7,7 +7,7 @@ Every field can be overridden on the command line, e.g. --config.eval.num_sample
 import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
-  """Returns the quickstart configuration (about 5 minutes on 2 CPU cores)."""
+  """Returns the quickstart configuration (5 to 7 minutes on 2 CPU cores)."""
   c = ml_collections.ConfigDict()
   c.seed = 0  # Seeds parameter init, data order and sampling.
   c.algorithm = "sft"  # "sft" trains on gold answers; any other objective registry name
