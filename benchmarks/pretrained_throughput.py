@@ -36,6 +36,7 @@ import numpy as np
 
 from bonjax.checkpoints import hf_export, pretrained
 from bonjax.data.batching import encode_prompt, left_pad
+from bonjax.models import layers
 from bonjax.models import transformer
 from bonjax.sampling import sampler
 from timing import timed, xla_flops  # benchmarks/timing.py, beside this script
@@ -84,7 +85,7 @@ def decode_matmul_bound(cfg, rows: int, dtype_name: str, repeats: int) -> float:
 
   @jax.jit
   def step(x, layer_weights, head):
-    dot = lambda a, w: jnp.dot(a.astype(dtype), w, preferred_element_type=jnp.float32)
+    dot = lambda a, w: layers.dense(a.astype(dtype), w, "rd,df->rf")  # the model's matmul
     for wq, wk, wv, wo, gate, up, down in layer_weights:
       # k and v feed the residual so that XLA keeps their matmuls.
       keys_values = jnp.mean(dot(x, wk), -1, keepdims=True) + jnp.mean(dot(x, wv), -1,
