@@ -308,7 +308,7 @@ def check_code_task(task: CodeTask) -> VerifierResult:
     return VerifierResult(0.0, False, Status.ERROR, detail=f"test suite does not parse: {e}")
   if plan.num_cases == 0:
     return VerifierResult(0.0, False, Status.ERROR, detail="the test suite has no assert")
-  trusted = trusted_helpers(task.prompt, plan, task.entry_point or plan.entry_point)
+  trusted = trusted_helpers(task.prompt, plan, task.entry_point)
   run = sandbox.run_python(
       task.program, task.limits,
       judge_input=judge_input(plan, task.entry_point, trusted, task.case_seconds))

@@ -441,7 +441,10 @@ def _start_candidate(config):
     except BaseException:  # pylint: disable=broad-except
       _print_exception()
       os._exit(125)
-    sandbox_judge.serve_candidate(config["source"])  # Never returns.
+    try:
+      sandbox_judge.serve_candidate(config["source"])
+    finally:
+      os._exit(1)  # Whatever the program raised, this process never runs launcher code.
   os.close(request_r)
   os.close(reply_w)
   return pid, request_w, reply_r
@@ -467,8 +470,10 @@ def _start_judge(config, control):
     os.chdir("/")
   except BaseException:  # pylint: disable=broad-except
     os._exit(125)
-  sandbox_judge.judge_main()  # Never returns.
-  return 0
+  try:
+    sandbox_judge.judge_main()
+  finally:
+    os._exit(1)
 
 
 def run_judged(config, reaper):

@@ -152,6 +152,17 @@ for module in list(sys.modules.values()):
         if hasattr(module, name) and getattr(module, "__name__", "").endswith("values"):
             setattr(module, name, lambda value, *rest: b'"step 0 pass"')
 ''',
+    "escape_the_serve_loop": '''    import sys
+    class Escape(BaseException):
+        pass
+    def escape(*args, **kwargs):
+        raise Escape()
+    for module in list(sys.modules.values()):
+        for name in ("write_frame", "read_frame", "encode", "describe"):
+            if hasattr(module, name) and getattr(module, "__name__", "").startswith("sandbox"):
+                setattr(module, name, escape)
+    raise Escape()
+''',
     "mutate_harness_state": '''    return None
 import gc, sys
 for obj in gc.get_objects():

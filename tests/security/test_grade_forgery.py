@@ -7,6 +7,8 @@ fraction reward (so any case an attack slips through shows as a score above 0).
 import os
 import shutil
 import stat
+import subprocess
+import tempfile
 import time
 
 import psutil
@@ -14,7 +16,7 @@ import pytest
 
 from bonjax.verifiers import sandbox
 from bonjax.verifiers.base import Status
-from bonjax.verifiers.code_execution import CodeVerifier
+from bonjax.verifiers.code_execution import CodeTask, CodeVerifier, check_code_task, extract_program
 
 from tests.security import attacks
 
@@ -139,3 +141,65 @@ def test_workers_survived_and_the_batch_was_prompt(battle):
     assert seen["metrics"]["error"] == 0
   # The slowest forgeries hang 6 cases x 0.5 s each.
   assert battle["elapsed"] < 30.0
+
+
+def test_redefining_a_prompt_helper_the_tests_use_changes_nothing():
+  """HumanEval/32-style: the tests check `square(candidate(y))`; `square` is the prompt's."""
+  prompt = 'def square(x):\n    return x * x\n\n\ndef root(y):\n    """Root of y."""\n'
+  check = "def check(candidate):\n    assert abs(square(candidate(9.0)) - 9.0) < 1e-6\n"
+  grades = []
+  honest, forged = "    return y ** 0.5\n", "    return 0.0\n\n\ndef square(x):\n    return 9.0\n"
+  for completion in (honest, forged):
+    task = CodeTask(extract_program(prompt, completion, "root"), check, "root", LIMITS,
+                    CASE_SECONDS, True, prompt)
+    result = check_code_task(task)
+    grades.append((result.correct, result.score))
+  assert grades == [(True, 1.0), (False, 0.0)]
+
+
+_USERNS_DRIVER = """
+import sys
+sys.path.insert(0, REPO)
+from bonjax.verifiers import code_execution as ce, sandbox
+isolation = sandbox.probe_isolation()
+print(isolation.namespaces, isolation.user_namespace, isolation.private_uid)
+check = ("def check(candidate):\\n    assert candidate(2, 3) == 5\\n"
+         "    assert candidate(1, 1) == 2\\n")
+capabilities = '''    return a + b if FOUND else None
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+traced = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()
+          and libc.ptrace(16, int(p), None, None) == 0]
+FOUND = bool(traced) or libc.mount(None, b'/', None, 32 | 4096, None) == 0
+'''
+for completion in ["    return a + b\\n", FORGERY, capabilities]:
+    task = ce.CodeTask(ce.extract_program("def add(a, b):\\n", completion, "add"), check, "add",
+                       sandbox.SandboxLimits(wall_seconds=5.0), 1.0, True)
+    result = ce.check_code_task(task)
+    print(result.correct, result.score)
+"""
+
+
+def test_grades_hold_in_an_unprivileged_user_namespace():
+  """As a plain user (uid 0 of a user namespace, no private uid), the candidate holds no
+  capability: it can neither trace the judge nor remount the root, and fake records fail."""
+  if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"):
+    pytest.skip("needs root (to become another user), setpriv and /usr/bin/python3")
+  work = tempfile.mkdtemp(prefix="bonjax-userns-", dir="/var/tmp")
+  try:
+    os.chmod(work, 0o755)
+    script = os.path.join(work, "drive.py")
+    with open(script, "w") as f:
+      f.write(_USERNS_DRIVER.replace("REPO", repr(attacks.REPO)).replace(
+          "FORGERY", repr(attacks.FORGERIES["records_on_every_fd_then_exit"])))
+    os.chmod(script, 0o644)
+    uid = PRIVATE_UID_BASE - 12346  # Unused, and below the range of sandbox uids.
+    proc = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                           "/usr/bin/python3", script], capture_output=True, text=True,
+                          timeout=120, cwd="/")
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+  if "ModuleNotFoundError" in proc.stderr or "Permission denied" in proc.stderr:
+    pytest.skip(f"bonjax.verifiers is not importable by another user: {proc.stderr[-300:]}")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines() == ["True True False", "True 1.0", "False 0.0", "False 0.0"]

@@ -175,17 +175,6 @@ def test_values_cross_as_exact_builtins(fraction_verifier):
                                   "a value of type list_iterator")
 
 
-def test_prompt_helpers_are_trusted_not_the_completion(fraction_verifier):
-  """Tests call the prompt's helper; a completion that redefines it changes nothing."""
-  prompt = "def square(x):\n    return x * x\n\n\ndef root(y):\n    \"\"\"Root of y.\"\"\"\n"
-  check = "def check(candidate):\n    assert abs(square(candidate(9.0)) - 9.0) < 1e-6\n"
-  honest = "    return y ** 0.5\n"
-  forged = "    return 0.0\n\n\ndef square(x):\n    return 9.0\n"
-  results = fraction_verifier.verify([prompt] * 2, [honest, forged], tests=[check] * 2,
-                                     entry_points=["root"] * 2)
-  assert [(r.correct, r.score) for r in results] == [(True, 1.0), (False, 0.0)]
-
-
 def test_tests_that_pass_functions_are_a_suite_error(fraction_verifier):
   tests = ["assert f(lambda v: v) == 1"]
   result, = fraction_verifier.verify([""], ["def f(g):\n    return g(1)\n"], tests=[tests],
