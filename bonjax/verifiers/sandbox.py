@@ -162,15 +162,17 @@ class SandboxResult:
   """How a sandboxed run ended.
 
   Attributes:
-    exit_code: the program's exit status (negative: killed by that signal); None when the
-      launcher did not report one (killed at the wall-clock limit, or the launcher failed).
+    exit_code: the program's exit status (a judged run: the judge's; negative: killed by that
+      signal); None when the launcher did not report one (killed at the wall-clock limit, or
+      the launcher failed).
     timed_out: the wall-clock limit was reached and everything was killed.
     stdout: the program's standard output (truncated).
     stderr: its standard error (truncated).
-    report: what the program wrote to file descriptor 3.
+    report: what the program (a judged run: the judge) wrote to file descriptor 3.
     seconds: wall time of the run.
-    cpu_seconds: CPU time of the program's main process (0 when it was killed by the wall
-      clock); near `SandboxLimits.cpu_seconds` means the CPU limit ended it.
+    cpu_seconds: CPU time of a plain run's main process (0 when it was killed by the wall
+      clock, and in judged runs); near `SandboxLimits.cpu_seconds` means the CPU limit ended
+      it.
     notes: launcher diagnostics (a failed mount, ...); empty when all went as planned.
   """
 
@@ -496,7 +498,7 @@ _BOOTSTRAP = ("import sys; sys.path.insert(0, {directory}); import sandbox_launc
 
 @functools.lru_cache(maxsize=None)
 def _compile_sandbox_modules(python: str) -> None:
-  """Writes the bytecode of the in-sandbox modules, so no run compiles them (~8 ms each).
+  """Writes the bytecode of the in-sandbox modules, so that no run compiles them (~6 ms).
 
   Best effort (a read-only installation keeps whatever bytecode it has); once per process.
   """
