@@ -14,6 +14,7 @@ Conventions shared by all formats:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 from typing import Any, Callable, Mapping, Sequence
@@ -193,11 +194,28 @@ def parse_mbpp(row: Mapping[str, Any], ctx: RowContext) -> TaskExample:
                 "challenge_test_list": challenge})
 
 
+def _require_check_function(test: str) -> None:
+  """The `test` field must parse and define `check(candidate)` at top level.
+
+  Raises:
+    RowRejected: INVALID_CODE, naming the parser's message or the missing function.
+  """
+  try:
+    module = ast.parse(test)
+  except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+    raise RowRejected(Reason.INVALID_CODE, f"field 'test' is not Python source: "
+                      f"{type(e).__name__}: {e}") from None
+  if not any(isinstance(node, ast.FunctionDef) and node.name == "check"
+             for node in module.body):
+    raise RowRejected(Reason.INVALID_CODE, "field 'test' does not define check(candidate) "
+                      "at top level")
+
+
 def parse_humaneval(row: Mapping[str, Any], ctx: RowContext) -> TaskExample:
   """HumanEval: {task_id, prompt, canonical_solution, test, entry_point}.
 
   The candidate program is `prompt + completion`; `tests` is the row's `test` source (which
-  defines `check(candidate)`) followed by `check(<entry_point>)`.
+  must parse and define `check(candidate)`) followed by `check(<entry_point>)`.
   """
   task_id = required_text(row, "task_id").strip()
   prompt = required_text(row, "prompt")
@@ -207,6 +225,7 @@ def parse_humaneval(row: Mapping[str, Any], ctx: RowContext) -> TaskExample:
   if not _IDENTIFIER.fullmatch(entry_point):
     raise RowRejected(Reason.WRONG_TYPE, f"field 'entry_point' must be a Python identifier, "
                       f"got {entry_point!r}")
+  _require_check_function(test)
   tests = f"{test.rstrip()}\n\n\ncheck({entry_point})\n"
   return TaskExample(
       id=task_id, prompt=prompt, answer=None, tests=tests, entry_point=entry_point,

@@ -30,6 +30,7 @@ class Reason(str, enum.Enum):
   EMPTY_FIELD = "empty_field"  # a required text field is empty or whitespace
   NO_ANSWER = "no_answer"  # no gold answer could be extracted
   DUPLICATE_ID = "duplicate_id"  # the example id was already produced by an earlier row
+  INVALID_CODE = "invalid_code"  # a code field does not parse or lacks what it must define
 
 
 @dataclasses.dataclass(frozen=True)

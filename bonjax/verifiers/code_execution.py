@@ -7,19 +7,45 @@ Each test case runs separately, so a completion gets both rewards:
 
 Test cases come from a HumanEval-style `check(candidate)` function (each top-level statement
 of its body that contains an `assert` is one case; the other statements are setup that runs in
-order) or from a list of assert statements (MBPP style). The harness runs inside the sandbox;
-the host only reads the per-case records it writes to file descriptor 3.
+order) or from a list of assert statements (MBPP style).
 
-The sandbox keeps the host safe; it cannot make the grade forgery-proof: the tests run in the
-completion's own interpreter, so a deliberately adversarial program could write fake records.
-Records are only trusted for cases that exist, and a program that exits early or kills the
-harness gets no credit for the cases it did not reach.
+Why the completion cannot forge its grade (the design; `sandbox_judge` implements it):
+
+* Two processes. The candidate process loads the completion and only answers calls; the judge
+  process runs the tests and writes the per-case records, on a report channel that only it
+  holds. The candidate never sees the tests: they reach the judge on a descriptor the
+  launcher never reads (so no candidate, forked from the launcher, has them in memory), and
+  the candidate's filesystem is a new root without the repository, datasets, site-packages
+  or the sandbox's files. The judge runs under another uid (or, without root, is
+  non-dumpable while the candidate holds no capability): the candidate cannot trace it,
+  open its descriptors through /proc or write its memory; it can only kill it, which fails
+  the grade.
+* Only values cross. A test's call `candidate(x)` is a proxy in the judge: it sends the
+  arguments, and the candidate sends back the result in a canonical encoding of exact
+  builtin types (`sandbox_values`); the judge decodes it into fresh `int`, `str`, `list`...
+  objects. The tests then compare those with Python's own `==`, `abs`, `math.isclose` in the
+  judge's interpreter, which the completion cannot patch. An object with an `__eq__` that is
+  always true, a subclass of `int`, a patched `builtins` or `math`: none of it leaves the
+  candidate's interpreter. Helpers the tests use that the prompt defines (HumanEval's
+  `poly`, `encode_cyclic`) come from the trusted prompt, not from the completion.
+* The candidate's own channels carry nothing the grade trusts: its stdout and stderr are
+  only shown as detail, a record it fakes has nowhere to go, replies it writes ahead of time
+  are just return values, exiting (`sys.exit(0)`, `os._exit(0)`) or crashing ends its answers
+  (the cases fail), a child it forks cannot report later (everything dies with the run).
+* Time is the judge's: each case has its own deadline in the judge; a candidate that stops
+  answering (a loop, an ignored signal, exhausted memory or recursion) fails that case and
+  is replaced by a fresh one for the next case, so one hang costs one case.
+
+The tests themselves are trusted (they come from the dataset, like the prompt); they run in
+the judge, inside the same namespaces, as an unprivileged uid.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import logging
+import marshal
 import re
 from typing import Any, Sequence
 
@@ -30,71 +56,6 @@ from bonjax.verifiers.base import Status, VerifierResult
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python|python3)?[ \t]*\n(.*?)```", re.DOTALL)
 _DETAIL_CHARS = 300
 
-# Runs inside the sandbox, after a header that assigns the task's literals.
-_HARNESS = r'''
-import os as _os, sys as _sys, _signal
-
-
-# Raised by the alarm; a BaseException so that `except Exception` in user code misses it.
-class _CaseTimeout(BaseException):
-  pass
-
-
-def _alarm(signum, frame):
-  raise _CaseTimeout()
-
-
-def _report(*fields):
-  try:
-    _os.write(3, (" ".join(fields) + "\n").encode("utf-8", "replace"))
-  except OSError:
-    pass
-
-
-def _describe(error):
-  try:
-    text = type(error).__name__ + ": " + str(error)
-  except BaseException:
-    text = type(error).__name__
-  return " ".join(text.split())[:300]
-
-
-def _harness(program, prelude, steps, entry_point, parameter, case_seconds):
-  namespace = {"__name__": "__solution__"}
-  try:
-    code = compile(program, "solution.py", "exec")
-  except BaseException as error:
-    _report("syntax_error", _describe(error))
-    return
-  _signal.signal(_signal.SIGALRM, _alarm)
-  try:
-    _signal.setitimer(_signal.ITIMER_REAL, case_seconds)
-    exec(code, namespace)
-    exec(compile(prelude, "tests.py", "exec"), namespace)
-    _signal.setitimer(_signal.ITIMER_REAL, 0)
-    if entry_point is not None:
-      namespace[parameter] = namespace[entry_point]
-  except BaseException as error:
-    _signal.setitimer(_signal.ITIMER_REAL, 0)
-    _report("load_error", _describe(error))
-    return
-  _report("loaded")
-  for index, (kind, source) in enumerate(steps):
-    try:
-      _signal.setitimer(_signal.ITIMER_REAL, case_seconds)
-      exec(compile(source, "tests.py", "exec"), namespace)
-      _signal.setitimer(_signal.ITIMER_REAL, 0)
-      _report("step", str(index), "pass")
-    except BaseException as caught:
-      _signal.setitimer(_signal.ITIMER_REAL, 0)
-      why = "case timed out" if isinstance(caught, _CaseTimeout) else _describe(caught)
-      _report("step", str(index), "fail", why)
-  _report("done")
-
-
-_harness(PROGRAM, PRELUDE, STEPS, ENTRY_POINT, PARAMETER, CASE_SECONDS)
-'''
-
 
 @dataclasses.dataclass(frozen=True)
 class SuitePlan:
@@ -104,11 +65,14 @@ class SuitePlan:
     prelude: module-level test code (imports, helpers, METADATA) run once after the program.
     steps: ("case" | "setup", source) in order; cases are graded, setup steps must not fail.
     parameter: the name the entry point is bound to (`candidate` in HumanEval).
+    entry_point: the function a top-level `check(<name>)` call of the source names, if any
+      (the planner runs the check itself, so that call is dropped from the prelude).
   """
 
   prelude: str
   steps: tuple[tuple[str, str], ...]
   parameter: str = "candidate"
+  entry_point: str | None = None
 
   @property
   def num_cases(self) -> int:
@@ -127,12 +91,22 @@ def _compiles_at_module_level(source: str) -> bool:
     return False
 
 
+def _check_call_target(node: ast.AST) -> str | None:
+  """`name` for a top-level statement `check(name)`, else None."""
+  if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+      and isinstance(node.value.func, ast.Name) and node.value.func.id == "check"
+      and len(node.value.args) == 1 and isinstance(node.value.args[0], ast.Name)):
+    return node.value.args[0].id
+  return None
+
+
 def plan_tests(tests: str | Sequence[str]) -> SuitePlan:
   """Splits a test suite into separately graded cases.
 
   Args:
-    tests: HumanEval-style source defining `check(candidate)`, plain source whose top-level
-      asserts are the cases, or a list of assert statements (MBPP style).
+    tests: HumanEval-style source defining `check(candidate)` (possibly followed by a
+      `check(<entry point>)` call, as the data loaders write it), plain source whose
+      top-level asserts are the cases, or a list of assert statements (MBPP style).
 
   Returns:
     the SuitePlan. A `check` body that cannot run statement by statement (it returns early,
@@ -150,26 +124,65 @@ def plan_tests(tests: str | Sequence[str]) -> SuitePlan:
     steps = tuple(("case" if _contains_assert(node) else "setup", ast.unparse(node))
                   for node in module.body)
     return SuitePlan(prelude="", steps=steps, parameter="_")
-  prelude = "\n".join(ast.unparse(node) for node in module.body if node is not check)
+  targets = [_check_call_target(node) for node in module.body]
+  kept = [node for node, target in zip(module.body, targets) if target is None]
+  entry_point = next((target for target in targets if target is not None), None)
+  prelude = "\n".join(ast.unparse(node) for node in kept if node is not check)
   parameter = check.args.args[0].arg if check.args.args else "candidate"
   steps = tuple(("case" if _contains_assert(node) else "setup", ast.unparse(node))
                 for node in check.body)
   if not all(_compiles_at_module_level(source) for _, source in steps):
-    prelude = "\n".join(ast.unparse(node) for node in module.body)
+    prelude = "\n".join(ast.unparse(node) for node in kept)
     steps = (("case", f"check({parameter})"),)
-  return SuitePlan(prelude=prelude, steps=steps, parameter=parameter)
+  return SuitePlan(prelude=prelude, steps=steps, parameter=parameter, entry_point=entry_point)
 
 
-def harness_source(program: str, plan: SuitePlan, entry_point: str | None,
-                   case_seconds: float) -> str:
-  """The sandboxed program: load the completion, then run and report each test step."""
-  literals = {
-      "PROGRAM": program, "PRELUDE": plan.prelude, "STEPS": [list(s) for s in plan.steps],
-      "ENTRY_POINT": entry_point, "PARAMETER": plan.parameter, "CASE_SECONDS": case_seconds,
-  }
-  # repr of str/list/float/None is a Python literal that round-trips exactly.
-  header = "".join(f"{name} = {value!r}\n" for name, value in literals.items())
-  return header + _HARNESS
+def _defined_names(module: ast.Module) -> set[str]:
+  """Names a module binds at top level (functions, classes, assignments, imports)."""
+  names = set()
+  for node in module.body:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+      names.add(node.name)
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+      targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+      names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+  return names
+
+
+def trusted_helpers(prompt: str, plan: SuitePlan, entry_point: str | None) -> str:
+  """The prompt as trusted test code, when the tests use something it defines, else "".
+
+  HumanEval's tests call helpers the prompt defines (`poly`, `encode_cyclic`); they must come
+  from the prompt, not from the completion, which could redefine them. Most tests use none,
+  and then the judge does not run the prompt (its imports cost time).
+
+  Args:
+    prompt: the prompt, when it is the start of the program ("" otherwise).
+    plan: the tests.
+    entry_point: the function under test (the prompt's stub of it is no helper).
+  """
+  try:
+    defined = _defined_names(ast.parse(prompt)) - {entry_point, plan.entry_point}
+  except (SyntaxError, ValueError, RecursionError, MemoryError):
+    return ""
+  used = set()
+  for source in [plan.prelude, *(source for _, source in plan.steps)]:
+    try:
+      used.update(n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+      continue  # The judge reports a test that does not compile.
+  return prompt if defined & used else ""
+
+
+def judge_input(plan: SuitePlan, entry_point: str | None, trusted: str,
+                case_seconds: float) -> bytes:
+  """The judge's input (see `sandbox_judge.Judge`): the tests, never shown to the program."""
+  return marshal.dumps({
+      "trusted": trusted, "prelude": plan.prelude, "steps": [list(s) for s in plan.steps],
+      "parameter": plan.parameter, "entry_point": entry_point or plan.entry_point,
+      "case_seconds": float(case_seconds)})
 
 
 def extract_program(prompt: str, completion: str, entry_point: str | None = None,
@@ -199,7 +212,17 @@ def extract_program(prompt: str, completion: str, entry_point: str | None = None
 
 @dataclasses.dataclass(frozen=True)
 class CodeTask:
-  """One completion to grade (the pool's picklable item)."""
+  """One completion to grade (the pool's picklable item).
+
+  Attributes:
+    program: the candidate program.
+    tests: the test suite (see `plan_tests`).
+    entry_point: the function the tests call, or None.
+    prompt: the prompt when it is the start of the program (its helpers are trusted), or "".
+    limits: sandbox limits of the run.
+    case_seconds: time of one test case (and of loading the program), in the judge.
+    fraction_reward: score is the fraction of passed cases.
+  """
 
   program: str
   tests: Any
@@ -207,13 +230,15 @@ class CodeTask:
   limits: sandbox.SandboxLimits
   case_seconds: float
   fraction_reward: bool
+  prompt: str = ""
+
+
+_EVENTS = ("syntax_error", "load_error", "load_timeout", "loaded", "suite_error", "judge_error",
+           "done")
 
 
 def _parse_records(report: str, num_steps: int) -> tuple[dict[str, str], dict[int, tuple]]:
-  """(events: name -> message, outcomes: step -> (passed, error)) from the harness lines.
-
-  Only the first record of each step counts, and only for steps that exist.
-  """
+  """(events: name -> message, outcomes: step -> (passed, error)) from the judge's lines."""
   events, outcomes = {}, {}
   for line in report.splitlines():
     fields = line.split(" ", 3)
@@ -221,25 +246,24 @@ def _parse_records(report: str, num_steps: int) -> tuple[dict[str, str], dict[in
       step = int(fields[1])
       if step < num_steps and step not in outcomes:
         outcomes[step] = (fields[2] == "pass", fields[3] if len(fields) > 3 else "")
-    elif fields[0] in ("syntax_error", "load_error", "loaded", "done"):
+    elif fields[0] in _EVENTS:
       events.setdefault(fields[0], line[len(fields[0]) + 1:])
   return events, outcomes
 
 
-def grade(run: sandbox.SandboxResult, plan: SuitePlan, fraction_reward: bool,
-          task_cpu_limit: float = float("inf")) -> VerifierResult:
-  """Turns the harness records of one sandboxed run into a verdict.
+def grade(run: sandbox.SandboxResult, plan: SuitePlan, fraction_reward: bool) -> VerifierResult:
+  """Turns the judge's records of one sandboxed run into a verdict.
 
   Args:
     run: the sandbox's result.
-    plan: the test plan the harness ran.
+    plan: the test plan the judge ran.
     fraction_reward: score is the fraction of passed cases (else 0/1 like `correct`).
-    task_cpu_limit: the run's RLIMIT_CPU, to tell a CPU-limit kill from other kills.
 
   Returns:
-    the VerifierResult; TIMEOUT when the wall clock or the CPU limit ended the run (keeping
-    the cases passed before it), UNPARSEABLE for a completion that does not compile, ERROR
-    when the sandbox itself failed, otherwise OK.
+    the VerifierResult: UNPARSEABLE for a completion that does not compile; TIMEOUT when
+    loading the program or the run's wall clock ran out (keeping the cases passed before);
+    ERROR when the sandbox or the judge failed, or the tests cannot run (`suite_error`);
+    otherwise OK, with failing cases (a case timeout among them) named in `detail`.
   """
   events, outcomes = _parse_records(run.report, len(plan.steps))
   case_indices = [i for i, (kind, _) in enumerate(plan.steps) if kind == "case"]
@@ -252,54 +276,59 @@ def grade(run: sandbox.SandboxResult, plan: SuitePlan, fraction_reward: bool,
   score = fraction if fraction_reward else float(correct)
   failing = next((f"step {i}: {outcomes[i][1]}" for i in sorted(outcomes)
                   if not outcomes[i][0]), "")
-  stderr_tail = run.stderr.strip().splitlines()[-1:] if run.stderr.strip() else []
+  failure = lambda status, detail, kept=0.0: VerifierResult(
+      kept, False, status, seconds=run.seconds, detail=detail[:_DETAIL_CHARS])
   if "syntax_error" in events:
-    return VerifierResult(0.0, False, Status.UNPARSEABLE, seconds=run.seconds,
-                          detail=events["syntax_error"][:_DETAIL_CHARS])
-  # SIGXCPU at the soft CPU limit, SIGKILL at the hard one (if SIGXCPU was ignored).
-  cpu_killed = (not complete and run.exit_code in (-9, -24)
-                and run.cpu_seconds >= task_cpu_limit - 0.05)
-  if run.timed_out or cpu_killed:
-    why = "wall-clock limit" if run.timed_out else "cpu limit"
-    return VerifierResult(score if fraction_reward else 0.0, False, Status.TIMEOUT,
-                          seconds=run.seconds,
-                          detail=f"{why} after {passed}/{len(case_indices)} cases")
-  if not events and run.exit_code is None:
-    note = "; ".join(run.notes) or "; ".join(stderr_tail)
-    return VerifierResult(0.0, False, Status.ERROR, seconds=run.seconds,
-                          detail=f"sandbox failed: {note}"[:_DETAIL_CHARS])
+    return failure(Status.UNPARSEABLE, events["syntax_error"])
+  if "load_timeout" in events:
+    return failure(Status.TIMEOUT, "loading the program timed out")
+  if run.timed_out:
+    return failure(Status.TIMEOUT, f"wall-clock limit after {passed}/{len(case_indices)} cases",
+                   score if fraction_reward else 0.0)
+  for event in ("suite_error", "judge_error"):
+    if event in events:
+      return failure(Status.ERROR, f"{event.replace('_', ' ')}: {events[event]}")
+  if not events:
+    note = "; ".join(run.notes) or f"judge exit {run.exit_code}"
+    return failure(Status.ERROR, f"sandbox failed: {note}")
   if "load_error" in events:
     failing = f"load: {events['load_error']}"
   elif not complete and not failing:
-    failing = f"stopped after {len(outcomes)}/{len(plan.steps)} steps (exit {run.exit_code})"
-    if stderr_tail:
-      failing += f": {stderr_tail[0]}"
+    failing = (f"judge stopped after {len(outcomes)}/{len(plan.steps)} steps "
+               f"(exit {run.exit_code})")
   return VerifierResult(score, correct, Status.OK, seconds=run.seconds,
                         detail="" if correct else failing[:_DETAIL_CHARS])
 
 
 def check_code_task(task: CodeTask) -> VerifierResult:
-  """Pool check function: plan the tests, run the harness in the sandbox, grade."""
-  plan = plan_tests(task.tests)
+  """Pool check function: plan the tests, run program and judge in the sandbox, grade."""
+  try:
+    plan = plan_tests(task.tests)
+  except (SyntaxError, ValueError) as e:
+    return VerifierResult(0.0, False, Status.ERROR, detail=f"test suite does not parse: {e}")
   if plan.num_cases == 0:
     return VerifierResult(0.0, False, Status.ERROR, detail="the test suite has no assert")
-  source = harness_source(task.program, plan, task.entry_point, task.case_seconds)
-  run = sandbox.run_python(source, task.limits)
-  return grade(run, plan, task.fraction_reward, task.limits.cpu_seconds)
+  trusted = trusted_helpers(task.prompt, plan, task.entry_point)
+  run = sandbox.run_python(
+      task.program, task.limits,
+      judge_input=judge_input(plan, task.entry_point, trusted, task.case_seconds))
+  return grade(run, plan, task.fraction_reward)
 
 
 class CodeVerifier:
   """Runs completions against unit tests in sandboxed subprocesses, through a worker pool.
 
   Columns: `tests` (HumanEval `check` source, plain assert source, or a list of asserts) and
-  `entry_point` (function name the tests call, or None).
+  `entry_points` (the function each test suite calls, or None: then the names the tests call
+  are looked up in the program).
 
   Args:
     reward: "binary" (score = all tests pass) or "fraction" (score = fraction passed).
     limits: sandbox limits of one run.
-    case_seconds: per-test-case alarm inside the harness (best effort; the sandbox's wall
-      clock is the hard limit).
-    include_prompt: the program is prompt + completion (HumanEval); False: completion only.
+    case_seconds: time of one test case, and of loading the program, measured by the judge;
+      the sandbox's wall clock bounds the whole run.
+    include_prompt: the program is prompt + completion (HumanEval), and the prompt's
+      definitions are trusted helpers of the tests; False: the completion only.
     num_workers: pool workers (each runs one sandbox at a time).
     pool: an existing VerifierPool running `check_code_task` (then `num_workers` is unused).
     batch_timeout_s: optional deadline for one `verify` call.
@@ -314,6 +343,10 @@ class CodeVerifier:
     if case_seconds <= 0:
       raise ValueError(f"case_seconds={case_seconds}: must be > 0")
     limits.validate()
+    isolation = sandbox.probe_isolation()
+    if not isolation.trustworthy:
+      logging.warning("code grades are not trustworthy here (%s): the program runs as this "
+                      "process's uid without namespaces", isolation.summary())
     self.reward = reward
     self.limits = limits
     self.case_seconds = case_seconds
@@ -325,27 +358,34 @@ class CodeVerifier:
         batch_timeout_s=batch_timeout_s)
 
   def tasks(self, prompts: Sequence[str], completions: Sequence[str], tests: Sequence[Any],
-            entry_point: Sequence[str | None]) -> list[CodeTask]:
+            entry_points: Sequence[str | None]) -> list[CodeTask]:
     """The pool items of one batch."""
     return [CodeTask(program=extract_program(p, c, e, self.include_prompt), tests=t,
                      entry_point=e, limits=self.limits, case_seconds=self.case_seconds,
-                     fraction_reward=self.reward == "fraction")
-            for p, c, t, e in zip(prompts, completions, tests, entry_point)]
+                     fraction_reward=self.reward == "fraction",
+                     prompt=p if self.include_prompt else "")
+            for p, c, t, e in zip(prompts, completions, tests, entry_points)]
 
-  def verify(self, prompts: Sequence[str], completions: Sequence[str],
-             tests: Sequence[Any] = (), entry_point: Sequence[str | None] | None = None,
-             **columns: Sequence[Any]) -> list[VerifierResult]:
-    """Scores each completion; see the class docstring for the columns."""
-    del columns
+  def verify(self, prompts: Sequence[str], completions: Sequence[str], *,
+             tests: Sequence[Any], entry_points: Sequence[str | None] | None = None,
+             **other_columns: Sequence[Any]) -> list[VerifierResult]:
+    """Scores each completion; see the class docstring for the columns.
+
+    Raises:
+      ValueError: columns of the wrong length, or a column named `entry_point` (the column
+        is `entry_points`; a misspelt column must not be dropped silently).
+    """
+    if "entry_point" in other_columns:
+      raise ValueError("column 'entry_point': the code verifier's column is 'entry_points'")
     if len(tests) != len(completions) or len(prompts) != len(completions):
       raise ValueError(f"got {len(prompts)} prompts and {len(tests)} tests for "
                        f"{len(completions)} completions")
-    if entry_point is None:
-      entry_point = [None] * len(completions)
-    if len(entry_point) != len(completions):
-      raise ValueError(f"entry_point has {len(entry_point)} entries for {len(completions)} "
-                       "completions")
-    return self.pool.map(self.tasks(prompts, completions, tests, entry_point))
+    if entry_points is None:
+      entry_points = [None] * len(completions)
+    if len(entry_points) != len(completions):
+      raise ValueError(f"entry_points has {len(entry_points)} entries for "
+                       f"{len(completions)} completions")
+    return self.pool.map(self.tasks(prompts, completions, tests, entry_points))
 
   @property
   def last_metrics(self) -> dict[str, float]:

