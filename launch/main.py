@@ -77,6 +77,13 @@ class UsageError(Exception):
   """A command line that cannot run; the message names the flag and what is wrong."""
 
 
+class HelpRequested(Exception):
+  """--help / --helpshort / --helpfull / -h: the message is the help text."""
+
+
+_HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+
+
 def default_workdir(config_path: str) -> str:
   name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
   return os.path.join("workdir", name)
@@ -151,7 +158,13 @@ def parse_command_line(argv: Sequence[str]) -> dict[str, Any]:
   Raises:
     UsageError: a missing or broken config file, an unknown config field, a value of the
       wrong type, an unknown flag or an extra argument, named.
+    HelpRequested: a help flag, with the help text.
   """
+  if any(arg.split("=")[0] in _HELP_ARGS for arg in argv[1:]):
+    flag_values = flags.FlagValues()
+    _define_flags(flag_values, argv[:1])
+    raise HelpRequested(f"{__doc__}\nflags:\n{flag_values.get_help()}\n"
+                        f"  --config.<field>=<value>: sets any field of the config")
   try:
     base = _load_base_config(argv)
   except Exception as e:  # The config file is user code: report whatever it raised.
@@ -207,6 +220,9 @@ def run(argv: Sequence[str]) -> int:
   module docstring). Errors the user can fix are printed as `error: ...` on stderr."""
   try:
     args = parse_command_line(argv)
+  except HelpRequested as e:
+    print(e)
+    return 0
   except UsageError as e:
     print(f"error: {e}", file=sys.stderr)
     return EXIT_USAGE
@@ -241,6 +257,9 @@ def execute(args: dict[str, Any]) -> int:
 def _parse_or_exit(argv: list[str]) -> dict[str, Any]:
   try:
     return parse_command_line(argv)
+  except HelpRequested as e:
+    print(e)
+    sys.exit(0)
   except UsageError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(EXIT_USAGE)

@@ -106,3 +106,10 @@ def test_invalid_command_line_is_a_named_error_and_writes_nothing(tmp_path, caps
   assert message.format(tmp=tmp_path) in err
   assert "Traceback" not in err
   assert _listing(tmp_path) == before
+
+
+def test_help_lists_the_launcher_flags(tmp_path, capsys):
+  assert main.run(["launch.main", "--helpfull", f"--workdir={tmp_path}/run"]) == 0
+  out = capsys.readouterr().out
+  assert "Exit status:" in out and "--[no]allow_config_change" in out and "--workdir" in out
+  assert not os.listdir(tmp_path)
