@@ -64,6 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 2  # Checkpoints kept on disk (oldest deleted first).
   c.train.async_checkpoints = True  # Save in a background thread while training continues.
   c.train.eval_every = 0  # Steps between BoN evaluations during training (0: only at the end).
+  c.train.on_nonfinite = "stop"  # A step with a NaN/inf loss or gradient is never applied;
+  # "stop" then ends the run (exit status 5, no checkpoint of it), "skip" counts it and goes on.
 
   c.sampling = ml_collections.ConfigDict()
   c.sampling.num_samples = 16  # N samples per prompt in sample mode / on-policy training.

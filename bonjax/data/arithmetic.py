@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from typing import Iterator
 
 import numpy as np
 
@@ -51,6 +52,8 @@ class ArithmeticSpec:
                        f"{''.join(_OPERATOR_FUNCTIONS)!r}")
     if self.num_operands < 2:
       raise ValueError(f"task.num_operands={self.num_operands}: must be >= 2")
+    if "*" in self.operators and self.multiply_digits < 1:
+      raise ValueError(f"task.multiply_digits={self.multiply_digits}: must be >= 1")
     if not 0.0 < self.test_fraction < 1.0:
       raise ValueError(f"task.test_fraction={self.test_fraction}: must be in (0, 1)")
 
@@ -92,6 +95,44 @@ def is_test_problem(expression: str, test_fraction: float) -> bool:
   return bucket < test_fraction * 1_000_000
 
 
+# Problem spaces up to this many expressions are enumerated to count a split exactly.
+_ENUMERATION_LIMIT = 1_000_000
+
+
+def _operand_texts(max_digits: int) -> range:
+  return range(10 ** max_digits)  # Every value below 10^d has exactly one decimal text.
+
+
+def problem_space_size(spec: ArithmeticSpec) -> int:
+  """Number of distinct expressions `random_problem` can write (each text is one problem)."""
+  per_step = sum(10 ** (spec.multiply_digits if op == "*" else spec.num_digits)
+                 for op in spec.operators)
+  return 10 ** spec.num_digits * per_step ** (spec.num_operands - 1)
+
+
+def _all_expressions(spec: ArithmeticSpec) -> Iterator[str]:
+  texts = [str(v) for v in _operand_texts(spec.num_digits)]
+  for i in range(1, spec.num_operands):
+    texts = [f"{f'({left})' if i >= 2 else left}{op}{operand}" for left in texts
+             for op in spec.operators
+             for operand in _operand_texts(spec.multiply_digits if op == "*" else spec.num_digits)]
+  return iter(texts)
+
+
+def split_capacity(spec: ArithmeticSpec, split: str) -> tuple[int, bool]:
+  """How many distinct problems `split` has: (count, exact).
+
+  Exact (by enumeration) for problem spaces up to `_ENUMERATION_LIMIT` expressions; above, the
+  hashed share of the space (exact to well under 1% at that size).
+  """
+  total = problem_space_size(spec)
+  if total > _ENUMERATION_LIMIT:
+    share = spec.test_fraction if split == "test" else 1.0 - spec.test_fraction
+    return int(total * share), False
+  in_test = sum(is_test_problem(e, spec.test_fraction) for e in _all_expressions(spec))
+  return (in_test if split == "test" else total - in_test), True
+
+
 def format_prompt(expression: str) -> str:
   """The prompt text the model sees; the completion is the answer followed by EOS."""
   return f"{expression}="
@@ -113,11 +154,21 @@ def make_split(spec: ArithmeticSpec, split: str, num_examples: int, seed: int,
     TaskExamples with ids "arithmetic/<split>/<i>", gold answers as decimal strings.
 
   Raises:
-    ValueError: unknown split, or the problem space has too few distinct problems.
+    ValueError: unknown split, or the problem space has too few distinct problems (checked
+      before drawing when the request exceeds half the split, so it fails at once).
   """
   spec.validate()
   if split not in ("train", "test"):
     raise ValueError(f"split={split!r}: must be 'train' or 'test'")
+  share = spec.test_fraction if split == "test" else 1.0 - spec.test_fraction
+  if num_examples > share * problem_space_size(spec) / 2:
+    capacity, exact = split_capacity(spec, split)
+    if num_examples > capacity * (1 if exact else 1.01):
+      raise ValueError(
+          f"task.num_{split}={num_examples}: the arithmetic task has {'' if exact else 'about '}"
+          f"{capacity} distinct {split} problems for num_digits={spec.num_digits}, operators="
+          f"{spec.operators!r}, num_operands={spec.num_operands}, multiply_digits="
+          f"{spec.multiply_digits}; ask for fewer or raise task.num_digits / task.num_operands")
   want_test = split == "test"
   rng = np.random.default_rng([seed, int(want_test)])
   seen: set[str] = set()

@@ -7,7 +7,9 @@ Supported layouts:
   * a directory: every file above beneath it, in sorted path order.
 
 Reading never raises on bad content: each unreadable piece is yielded as a `RowProblem` with
-the file and the 1-based line where it starts, and the caller decides what to do with it.
+the file and the 1-based line where it starts, and the caller decides what to do with it. JSON
+nested deeper than the parser's recursion limit is such a problem, and so is a file that holds
+no row at all (empty, blank lines only, or `[]`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import gzip
 import json
 import os
 import pathlib
+import sys
 import zlib
 from typing import Any, Iterator, Sequence, Union
 
@@ -106,6 +109,10 @@ def _decode_json_error(error: json.JSONDecodeError) -> str:
   return f"{error.msg} (column {error.colno})"
 
 
+def _too_deep() -> str:
+  return f"JSON nested too deeply to parse (Python's recursion limit, {sys.getrecursionlimit()})"
+
+
 def read_line_rows(path: pathlib.Path, source_name: str) -> Iterator[RawRow | RowProblem]:
   """Yields the rows of a JSONL file, one per non-blank line.
 
@@ -136,6 +143,8 @@ def read_line_rows(path: pathlib.Path, source_name: str) -> Iterator[RawRow | Ro
           value = json.loads(text)
         except json.JSONDecodeError as e:
           yield RowProblem(str(path), line_number, Reason.BAD_JSON, _decode_json_error(e))
+        except RecursionError:
+          yield RowProblem(str(path), line_number, Reason.BAD_JSON, _too_deep())
         else:
           yield RawRow(value, str(path), line_number, ordinal, source_name)
         ordinal += 1
@@ -183,6 +192,10 @@ def _iter_array(text: str, start: int, path: str,
         yield RowProblem(path, e.lineno, Reason.BAD_JSON,
                          f"{_decode_json_error(e)}; the rest of the file was not read")
         return
+      except RecursionError:
+        yield RowProblem(path, line, Reason.BAD_JSON,
+                         f"{_too_deep()}; the rest of the file was not read")
+        return
       yield RawRow(value, path, line, ordinal, source_name)
       ordinal += 1
       pos = _skip_whitespace(text, pos)
@@ -227,17 +240,19 @@ def read_document_rows(path: pathlib.Path, source_name: str) -> Iterator[RawRow 
     return
   start = _skip_whitespace(text, 0)
   if start == len(text):
-    yield RowProblem(str(path), 1, Reason.BAD_JSON, "empty document")
-    return
+    return  # No row: `read_rows` reports the empty file.
   if text[start] == "[":
     yield from _iter_array(text, start, str(path), source_name)
     return
+  line = text.count("\n", 0, start) + 1
   try:
     value = json.loads(text)
   except json.JSONDecodeError as e:
     yield RowProblem(str(path), e.lineno, Reason.BAD_JSON, _decode_json_error(e))
     return
-  line = text.count("\n", 0, start) + 1
+  except RecursionError:
+    yield RowProblem(str(path), line, Reason.BAD_JSON, _too_deep())
+    return
   yield RawRow(value, str(path), line, 0, source_name, single_document=True)
 
 
@@ -257,9 +272,13 @@ def read_rows(paths: PathLike | Sequence[PathLike]) -> Iterator[RawRow | RowProb
 
   def rows() -> Iterator[RawRow | RowProblem]:
     for path, source_name in files:
-      if path.name.endswith(_LINE_SUFFIXES):
-        yield from read_line_rows(path, source_name)
-      else:
-        yield from read_document_rows(path, source_name)
+      read = read_line_rows if path.name.endswith(_LINE_SUFFIXES) else read_document_rows
+      empty = True
+      for item in read(path, source_name):
+        empty = False
+        yield item
+      if empty:
+        yield RowProblem(str(path), 1, Reason.EMPTY_FILE,
+                         "the file holds no rows (empty, blank, or an empty list)")
 
   return rows()

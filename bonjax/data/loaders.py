@@ -96,6 +96,7 @@ def load_format(dataset: str, paths: PathLike | Sequence[PathLike], *,
 
   Raises:
     MalformedRowError: under on_error="raise", naming file:line, the rule and the detail.
+    EmptySourceError: no row was kept (empty files, or every row malformed).
     FileNotFoundError / ValueError: a path is missing or has an unsupported name; unknown
       dataset or on_error.
   """

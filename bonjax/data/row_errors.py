@@ -4,7 +4,8 @@ Every row a loader cannot turn into an example becomes a `RowProblem` carrying t
 1-based line where the row starts, a reason from a fixed vocabulary and a detail message. A
 `ProblemLog` applies the caller's `on_error` policy: "raise" stops at the first problem with a
 `MalformedRowError`, "skip" records it, and at the end the log emits one warning listing every
-skipped row, so a row is never dropped without a trace.
+skipped row, so a row is never dropped without a trace. A load that keeps no row at all
+raises `EmptySourceError`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class Reason(str, enum.Enum):
   """Why a row was rejected."""
 
   UNREADABLE_FILE = "unreadable_file"  # I/O or decompression failed; the rest of the file is lost
+  EMPTY_FILE = "empty_file"  # the file holds no row at all
   BAD_ENCODING = "bad_encoding"  # bytes are not UTF-8
-  BAD_JSON = "bad_json"  # text is not valid JSON
+  BAD_JSON = "bad_json"  # text is not valid JSON (or nested too deeply to parse)
   NOT_OBJECT = "not_object"  # valid JSON, but not a JSON object
   MISSING_FIELD = "missing_field"  # a required field is absent (or null)
   WRONG_TYPE = "wrong_type"  # a field holds the wrong JSON type
@@ -68,6 +70,10 @@ class RowRejected(Exception):
     super().__init__(f"{reason.value}: {detail}")
     self.reason = reason
     self.detail = detail
+
+
+class EmptySourceError(ValueError):
+  """A load kept no example at all; the message says what was read and why rows were lost."""
 
 
 class RowsSkippedWarning(UserWarning):
@@ -138,8 +144,14 @@ class ProblemLog:
                        problems=tuple(self.problems))
 
   def finish(self) -> LoadSummary:
-    """Returns the summary, warning once (listing every row) when rows were skipped."""
+    """Returns the summary, warning once (listing every row) when rows were skipped.
+
+    Raises:
+      EmptySourceError: no row was kept (an empty source is never a dataset of 0 examples).
+    """
     summary = self.summary()
+    if not summary.rows_kept:
+      raise EmptySourceError(f"no example loaded; {summary.report()}")
     if summary.problems:
       warnings.warn(summary.report(), RowsSkippedWarning, stacklevel=2)
     return summary

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+import math
+from typing import Any, Callable, Iterator, Sequence
 
 import ml_collections
 
@@ -44,6 +45,8 @@ def _positive_buckets(v) -> bool:
 
 
 COMMON_RULES: tuple[Rule, ...] = (
+    Rule("seed", _at_least(0), "must be >= 0"),
+    Rule("task.seed", _at_least(0), "must be >= 0"),
     Rule("model.compute_dtype", _one_of(("float32", "bfloat16")), "must be 'float32' or 'bfloat16'"),
     Rule("lengths.prompt_buckets", _positive_buckets, "must be a non-empty list of lengths >= 1"),
     Rule("lengths.completion_buckets", _positive_buckets, "must be a non-empty list of lengths >= 1"),
@@ -62,6 +65,7 @@ COMMON_RULES: tuple[Rule, ...] = (
     Rule("train.checkpoint_every", _at_least(1), "must be >= 1"),
     Rule("train.keep_checkpoints", _at_least(1), "must be >= 1"),
     Rule("train.eval_every", _at_least(0), "must be >= 0 (0: evaluate only at the end)"),
+    Rule("train.on_nonfinite", _one_of(("stop", "skip")), "must be 'stop' or 'skip'"),
     Rule("sampling.num_samples", _at_least(1), "must be >= 1"),
     Rule("sampling.max_new_tokens", _at_least(1), "must be >= 1"),
     Rule("sampling.temperature", _at_least(0), "must be >= 0 (0: greedy)"),
@@ -108,6 +112,25 @@ def violations(config: ml_collections.ConfigDict, rules: Sequence[Rule]) -> list
   return messages
 
 
+def _leaves(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+  """(dotted path, value) of every non-section value under `node`; list items as path[i]."""
+  if isinstance(node, ml_collections.ConfigDict):
+    for key in node.keys():
+      yield from _leaves(node[key], f"{path}.{key}" if path else key)
+  elif isinstance(node, (list, tuple)):
+    for i, item in enumerate(node):
+      yield from _leaves(item, f"{path}[{i}]")
+  else:
+    yield path, node
+
+
+def nonfinite_violations(config: ml_collections.ConfigDict) -> list[str]:
+  """One message per float field (anywhere in the config) that is inf or nan: no field of any
+  section has a meaning for them, and an infinite learning rate trains on NaN."""
+  return [f"{path}={value!r}: must be a finite number" for path, value in _leaves(config, "")
+          if isinstance(value, float) and not math.isfinite(value)]
+
+
 def cross_field_violations(config: ml_collections.ConfigDict) -> list[str]:
   """Rules that relate several fields."""
   messages = []
@@ -124,7 +147,8 @@ def validate_config(config: ml_collections.ConfigDict,
   Raises:
     ConfigError: listing every violation, one per line, each naming field, value and rule.
   """
-  messages = violations(config, tuple(COMMON_RULES) + tuple(extra_rules))
+  messages = (nonfinite_violations(config)
+              + violations(config, tuple(COMMON_RULES) + tuple(extra_rules)))
   if not messages:
     messages = cross_field_violations(config)
   if messages:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -22,12 +23,15 @@ from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
 from bonjax.training.checkpointing import Checkpointer, abstract_like
 from bonjax.training.metrics_writer import MetricsWriter
+from bonjax.training.nonfinite import NonFiniteGuard
+from bonjax.training.resume_check import check_resume_config
 from bonjax.training.run_setup import RunSetup, build_run_setup
 from bonjax.training.config_validation import ConfigError
 from bonjax.training.on_policy import build_on_policy_trainer
 from bonjax.training.sft import SupervisedTrainer
 from bonjax.training.state import TrainState, create_train_state, learning_rate_schedule, make_optimizer
 from bonjax.training.step import jit_train_step, make_train_step
+from bonjax.training.workdir import WorkdirLock, check_workdir
 
 
 def state_shardings(setup: RunSetup, optimizer, with_anchor: bool = False) -> Any:
@@ -91,25 +95,60 @@ def stop_on_sigterm() -> Iterator[threading.Event]:
     signal.signal(signal.SIGTERM, previous)
 
 
-def _checkpoint_meta(setup: RunSetup, state: TrainState, step: int) -> dict[str, Any]:
+def _checkpoint_meta(setup: RunSetup, state: TrainState, step: int,
+                     nonfinite_steps: int) -> dict[str, Any]:
   train = setup.config.train
   return {"step": step, "data_seed": setup.config.seed, "examples_seen": step * train.batch_size,
-          "has_aux": state.aux is not None, "config": setup.config.to_dict()}
+          "has_aux": state.aux is not None, "config": setup.config.to_dict(),
+          "nonfinite_steps": nonfinite_steps}
 
 
-def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def claim_workdir(workdir: str) -> Iterator[None]:
+  """Holds `workdir`'s run lock (process 0) for the block; a workdir this call created is
+  removed again when the block leaves it empty (a run refused at start-up leaves nothing)."""
+  created = not os.path.exists(workdir)
+  lock = WorkdirLock(workdir) if jax.process_index() == 0 else None
+  try:
+    if lock is not None:
+      lock.acquire()
+    yield
+  finally:
+    if lock is not None:
+      lock.release()
+    if created and os.path.isdir(workdir) and not os.listdir(workdir):
+      os.rmdir(workdir)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          allow_config_change: bool = False) -> dict[str, Any]:
   """Trains `config.algorithm`, resuming from the latest checkpoint in `workdir`, then evaluates.
 
   Args:
-    config: run config (validated here).
+    config: run config (validated here, before anything is written).
     workdir: run directory: checkpoints/, metrics.jsonl, tensorboard/, eval.json,
-      bon_curve.png.
+      bon_curve.png; held by this run alone (`run.lock`) while it trains.
+    allow_config_change: resume a checkpoint made with another config (each change is
+      logged) instead of refusing (see `bonjax.training.resume_check`).
 
   Returns:
-    The final evaluation report (also written to `<workdir>/eval.json`).
+    The final evaluation report (also written to `<workdir>/eval.json`), or
+    `{"preempted_at": step}` when SIGTERM stopped the run after saving that step.
+
+  Raises:
+    ConfigError: an invalid config, or a checkpoint in `workdir` from another config.
+    WorkdirError, WorkdirLockedError: the workdir is unusable or held by another run.
+    NonFiniteError: a non-finite step under `train.on_nonfinite="stop"`.
+    CheckpointError: a checkpoint cannot be written, or none reads back.
   """
+  check_workdir(workdir)
   setup = build_run_setup(config)
-  train_cfg = config.train
+  with claim_workdir(workdir):
+    return _train(setup, workdir, allow_config_change)
+
+
+def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str, Any]:
+  config, train_cfg = setup.config, setup.config.train
   optimizer = make_optimizer(train_cfg)
   params = initial_params(setup)
   reference = reference_copy(setup, params)
@@ -122,13 +161,23 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   checkpointer = Checkpointer(workdir, train_cfg.keep_checkpoints, train_cfg.async_checkpoints)
   state = init_state(setup, optimizer, shardings, params, aux)
   del params, aux
-  restored = checkpointer.restore(abstract_like(state, shardings))
+  check_config = lambda meta: check_resume_config(
+      meta.get("config"), config, f"checkpoint {meta.get('step')} in {checkpointer.directory}",
+      allow_config_change)
+  try:
+    restored = checkpointer.restore(abstract_like(state, shardings), check_meta=check_config)
+  except BaseException:
+    checkpointer.close()
+    raise
   start = 0
+  guard = NonFiniteGuard(train_cfg.on_nonfinite)
   if restored is not None:
     state, meta = restored
     start = int(meta["step"])
+    guard.skipped = int(meta.get("nonfinite_steps", 0))
     logging.info("Resumed from step %d in %s", start, checkpointer.directory)
-  writer = MetricsWriter(workdir, resume_step=start if restored else None)
+  # Rows after the step resumed from (a fresh start: all rows) belong to the interrupted run.
+  writer = MetricsWriter(workdir, resume_step=start)
   step_fn = make_train_step(trainer.loss_fn, optimizer, learning_rate_schedule(train_cfg),
                             trainer.aux_update())
   step_fn = _LazilyShardedStep(step_fn, shardings, setup)
@@ -136,8 +185,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   try:
     with stop_on_sigterm() as preempted:
       state, done = _train_steps(setup, trainer, state, step_fn, start, checkpointer,
-                                 writer, preempted)
+                                 writer, preempted, guard)
     if preempted.is_set():
+      checkpointer.wait()
       logging.warning("SIGTERM: saved step %d; rerun the same command to resume.", done)
       return {"preempted_at": done}
     checkpointer.wait()
@@ -175,8 +225,11 @@ def trainer_reference(trainer) -> Any:
 
 def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: int,
                  checkpointer: Checkpointer, writer: MetricsWriter,
-                 preempted: threading.Event) -> tuple[TrainState, int]:
+                 preempted: threading.Event, guard: NonFiniteGuard) -> tuple[TrainState, int]:
   """Runs steps start..num_steps-1 with logging, checkpoints and periodic evaluation.
+
+  Non-finite steps (never applied by the step function) are checked by `guard` at each
+  metrics write and before each save.
 
   Returns:
     (state, number of steps done), stopping early after a checkpoint when `preempted` is set.
@@ -190,16 +243,24 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
     batch, host_metrics = trainer.batch(state, step)
     state, metrics = step_fn(state, batch)
     done = step + 1
-    if done % train_cfg.log_every == 0 or done == train_cfg.num_steps:
-      metrics = dict(jax.device_get(metrics), **host_metrics)
+    guard.record(done, metrics)
+    stop = preempted.is_set()  # Read once: a SIGTERM arriving later is seen after the next step.
+    log = done % train_cfg.log_every == 0 or done == train_cfg.num_steps
+    save = done % train_cfg.checkpoint_every == 0 or done == train_cfg.num_steps or stop
+    if log or save:
+      nonfinite_steps = guard.check(checkpointer.latest_step())
+    if log:
+      metrics = dict(jax.device_get(metrics), **host_metrics, nonfinite_steps=nonfinite_steps)
+      del metrics["nonfinite"]
       steps_in_window = done - max(start, (done - 1) // train_cfg.log_every * train_cfg.log_every)
       metrics["seconds_per_step"] = (time.perf_counter() - window_start) / steps_in_window
       window_start = time.perf_counter()
       writer.write(done, metrics)
       progress.set_postfix(loss=f"{float(metrics['loss']):.4f}")
-    if done % train_cfg.checkpoint_every == 0 or done == train_cfg.num_steps or preempted.is_set():
-      checkpointer.save(done, state, _checkpoint_meta(setup, state, done), force=True)
-    if preempted.is_set():
+    if save:
+      checkpointer.save(done, state, _checkpoint_meta(setup, state, done, nonfinite_steps),
+                        force=True)
+    if stop:
       break
     if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.num_steps:
       report = evaluation.evaluate_bon(setup, state.params, done, progress=False,
@@ -242,9 +303,9 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
   """
   if workdir.startswith(PRETRAINED_PREFIX):
     return pretrained_params(setup, workdir[len(PRETRAINED_PREFIX):]), 0
-  checkpointer = Checkpointer(workdir, setup.config.train.keep_checkpoints, async_save=False)
+  checkpointer = Checkpointer(workdir, read_only=True)
   try:
-    meta = checkpointer.restore_meta()
+    meta = checkpointer.newest_meta()
     if meta is None:
       raise FileNotFoundError(
           f"no checkpoint under {checkpointer.directory}; train first with "
@@ -266,7 +327,7 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
 
 
 def _has_checkpoint(workdir: str) -> bool:
-  checkpointer = Checkpointer(workdir, async_save=False)
+  checkpointer = Checkpointer(workdir, read_only=True)
   try:
     return checkpointer.latest_step() is not None
   finally:

@@ -20,8 +20,9 @@ class MetricsWriter:
 
   Args:
     workdir: run directory.
-    resume_step: on resume, lines with step > resume_step (written after the checkpoint the
-      run resumes from) are dropped, so the file reads as one uninterrupted run.
+    resume_step: the step the run starts from (0 for a fresh start): lines with a later step
+      (written after the checkpoint the run resumes from) are dropped, so the file reads as
+      one uninterrupted run; None keeps every line.
   """
 
   def __init__(self, workdir: str, resume_step: int | None = None):
@@ -37,10 +38,21 @@ class MetricsWriter:
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def _truncate_after(self, step: int) -> None:
+    """Keeps the rows up to `step`; a line cut short by a killed run is dropped too. The file
+    is replaced atomically, so a kill during the rewrite loses nothing."""
+    kept = []
     with open(self.path, encoding="utf-8") as f:
-      kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
-    with open(self.path, "w", encoding="utf-8") as f:
+      for line in f:
+        try:
+          row = json.loads(line)
+        except ValueError:
+          continue
+        if row.get("step", 0) <= step:
+          kept.append(line if line.endswith("\n") else line + "\n")
+    partial = self.path + ".partial"
+    with open(partial, "w", encoding="utf-8") as f:
       f.writelines(kept)
+    os.replace(partial, self.path)
 
   def write(self, step: int, metrics: Mapping[str, Any], prefix: str = "") -> None:
     """Writes scalar `metrics` at `step`; names get `prefix` (e.g. "eval/")."""

