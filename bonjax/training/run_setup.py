@@ -129,8 +129,12 @@ def _check_lengths(setup: RunSetup) -> list[str]:
   rather than at the batch that first draws that example."""
   problems = []
   examples = [*setup.task.train, *setup.task.test]
-  length, example = max(((len(encode_prompt(setup.tokenizer, setup.format_prompt(e))), e.id)
-                         for e in examples), key=lambda pair: pair[0])
+  try:
+    length, example = max(((len(encode_prompt(setup.tokenizer, setup.format_prompt(e))), e.id)
+                           for e in examples), key=lambda pair: pair[0])
+  except ValueError as e:  # A template or prompt the tokenizer cannot encode.
+    return [f"task.instruction={setup.config.task.instruction!r}: a formatted prompt cannot be "
+            f"encoded by tokenizer {setup.config.tokenizer.name!r} ({e})"]
   if length > max(setup.prompt_buckets):
     problems.append(f"lengths.prompt_buckets={setup.prompt_buckets}: the longest prompt "
                     f"({example}) has {length} tokens; the largest bucket must be >= {length}")

@@ -17,13 +17,20 @@ def small_config():
 
 def test_instruction_is_filled_from_the_example_metadata():
   config = small_config()
-  config.task.instruction = "What is {expression}? ({prompt})"
+  config.task.instruction = "Q:{expression}({prompt})"  # In the char alphabet; fits a bucket.
   setup = build_run_setup(config)
   example = setup.task.test[0]
   expression = example.metadata["expression"]
-  assert setup.format_prompt(example) == f"What is {expression}? ({expression}=)"
+  assert setup.format_prompt(example) == f"Q:{expression}({expression}=)"
   config.task.instruction = ""
   assert build_run_setup(config).format_prompt(example) == example.prompt
+
+
+def test_instruction_the_tokenizer_cannot_encode_is_a_config_error():
+  config = small_config()
+  config.task.instruction = "What is {expression}?"
+  with pytest.raises(ConfigError, match=r"task.instruction=.*'W' is not in the alphabet"):
+    build_run_setup(config)
 
 
 def test_unknown_pretrained_model_is_a_config_error(tmp_path):

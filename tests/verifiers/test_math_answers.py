@@ -176,13 +176,18 @@ def test_answers_column_must_match():
 
 
 def test_last_boxed_is_linear_in_the_text():
-  """Unclosed boxes used to be rescanned to the end, one by one (54 KiB took 18 s)."""
+  """Unclosed boxes used to be rescanned to the end, one by one (54 KiB took 18 s, quadratic).
+
+  Linear work here is ~0.05 s of CPU. The bound is on this process's CPU time, not wall time,
+  so a loaded CI machine that deschedules the test does not fail it; a quadratic scan would
+  still take minutes.
+  """
   for text in ("\\boxed{" * 40_000, "\\boxed{}" * 40_000, "{" * 300_000 + "\\boxed{7}",
                "\\boxed " * 40_000):  # 280-320 KiB each.
-    start = time.perf_counter()
+    start = time.process_time()
     ma.last_boxed(text)
     ma.extract_final_answer(text)
-    assert time.perf_counter() - start < 1.0, text[:20]
+    assert time.process_time() - start < 2.0, text[:20]
   assert ma.last_boxed("\\boxed{" * 1000 + "\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
   assert ma.last_boxed("\\boxed{\\{1\\}} \\boxed{") == "\\{1\\}"
 
