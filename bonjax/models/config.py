@@ -40,6 +40,19 @@ class ModelConfig:
     attn_softcap: tanh soft-cap of attention logits (gemma2); None disables.
     final_softcap: tanh soft-cap of output logits (gemma2); None disables.
     bos_id: token prepended to every prompt by tokenizers of this model (informational).
+
+  Execution and fine-tuning options (not architecture: `architecture()` resets them; run
+  configs set them as `model.<name>`, see README "Precision, memory and LoRA"):
+    remat: rematerialisation of the scanned layer stack in the backward pass: "none", "dots"
+      (keep matmul outputs, recompute the rest) or "full" (keep only each layer's input).
+    logits_chunk: output layer and token log-probabilities of whole sequences are computed in
+      sequence chunks of about this many tokens (all rows together), never [B, T, V] at once;
+      None computes them in one piece.
+    attention_impl: "xla" (einsum attention) or "cudnn" (jax.nn.dot_product_attention's fused
+      kernel; GPU only, forward pass and training, not the cached decoding step).
+    lora_rank: rank of the low-rank adapters (0: none; see bonjax/models/lora.py).
+    lora_alpha: adapters are scaled by lora_alpha / lora_rank.
+    lora_targets: the matmul weights that get adapters (of q, k, v, o, gate, up, down).
   """
 
   family: str = "tiny"
@@ -65,6 +78,18 @@ class ModelConfig:
   attn_softcap: float | None = None
   final_softcap: float | None = None
   bos_id: int | None = None
+  # Execution and fine-tuning options (see the docstring).
+  remat: str = "none"
+  logits_chunk: int | None = None
+  attention_impl: str = "xla"
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+
+  def architecture(self) -> "ModelConfig":
+    """This config with the execution and fine-tuning options at their defaults."""
+    return dataclasses.replace(self, **{f: ModelConfig.__dataclass_fields__[f].default
+                                        for f in EXECUTION_FIELDS})
 
   def replace(self, **changes) -> "ModelConfig":
     return dataclasses.replace(self, **changes)
@@ -84,6 +109,9 @@ class ModelConfig:
     embed = self.vocab_size * self.d_model * (1 if self.tie_embeddings else 2)
     return self.num_layers * layer + embed + self.d_model
 
+
+EXECUTION_FIELDS = ("remat", "logits_chunk", "attention_impl", "lora_rank", "lora_alpha",
+                    "lora_targets")
 
 _PRESETS: dict[str, Callable[[], ModelConfig]] = {}
 

@@ -20,6 +20,8 @@ from bonjax.parallel.mesh import make_mesh
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.tokenizers.base import Tokenizer
 from bonjax.tokenizers.registry import build_tokenizer
+from bonjax.parallel.memory import MemoryPlanError
+from bonjax.training import memory_budget
 from bonjax.training.config_validation import ConfigError, validate_config
 from bonjax.training.tasks import Task, build_task
 
@@ -37,6 +39,7 @@ class RunSetup:
     task: examples and verifier.
     mesh: device mesh (data, fsdp, tensor).
     compute_dtype: activation dtype.
+    memory_plan: the start-up memory plan per device (`bonjax.training.memory_budget`).
   """
 
   config: ml_collections.ConfigDict
@@ -45,6 +48,7 @@ class RunSetup:
   task: Task
   mesh: Mesh
   compute_dtype: Any
+  memory_plan: Any = None
 
   @property
   def prompt_buckets(self) -> tuple[int, ...]:
@@ -157,7 +161,7 @@ def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
   """
   validate_config(config)
   try:
-    model_cfg = get_preset(config.model.preset)
+    model_cfg = memory_budget.model_config(config)
     tokenizer = build_tokenizer(config)
     task = build_task(config)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
@@ -165,7 +169,12 @@ def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
     raise ConfigError(f"invalid config:\n  {e.args[0] if e.args else e}") from None
   setup = RunSetup(config=config, model_cfg=model_cfg, tokenizer=tokenizer, task=task, mesh=mesh,
                    compute_dtype=_DTYPES[config.model.compute_dtype])
-  problems = _check_fit(config, model_cfg, tokenizer, mesh) + _check_lengths(setup)
+  problems = (_check_fit(config, model_cfg, tokenizer, mesh) + _check_lengths(setup)
+              + memory_budget.option_problems(config, mesh.shape["data"] * mesh.shape["fsdp"]))
   if problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-  return setup
+  try:  # Memory knobs: planned (and "auto" resolved) before anything is compiled.
+    budget = memory_budget.plan_run(config, dict(mesh.shape))
+  except MemoryPlanError as e:
+    raise ConfigError(str(e)) from None
+  return dataclasses.replace(setup, model_cfg=budget.model_cfg, memory_plan=budget.plan)

@@ -112,7 +112,9 @@ def orm_logits(params: Params, cfg: ModelConfig, tokens: jax.Array, valid: jax.A
   token_logp = jnp.where(target_mask[:, 1:],
                          token_logprobs(backbone, cfg, h[:, :-1], tokens[:, 1:]), 0.0)
   mean_logp = token_logp.sum(-1) / jnp.maximum(target_mask[:, 1:].sum(-1), 1)
-  return h_last @ head["w"] + head["b"] + head["likelihood"] * mean_logp
+  # HIGHEST: float32, not TF32, on GPUs.
+  return (jnp.matmul(h_last, head["w"], precision=jax.lax.Precision.HIGHEST) + head["b"]
+          + head["likelihood"] * mean_logp)
 
 
 def orm_loss(params: Params, cfg: ModelConfig, batch: dict[str, jax.Array],
