@@ -12,6 +12,28 @@ from typing import Callable
 
 
 @dataclasses.dataclass(frozen=True)
+class RopeScaling:
+  """Rotary frequency scaling of global layers, as HF checkpoints declare it.
+
+  Attributes:
+    rope_type: "linear" (every inverse frequency / factor, e.g. Gemma 3 4B+) or "llama3"
+      (Llama 3.1+: low frequencies / factor, high ones kept, a smooth ramp between).
+    factor: context extension factor.
+    low_freq_factor: llama3 only: wavelengths above original_max_position_embeddings /
+      low_freq_factor are scaled fully.
+    high_freq_factor: llama3 only: wavelengths below original_max_position_embeddings /
+      high_freq_factor are kept.
+    original_max_position_embeddings: llama3 only: pre-extension context length.
+  """
+
+  rope_type: str = "linear"
+  factor: float = 1.0
+  low_freq_factor: float = 1.0
+  high_freq_factor: float = 4.0
+  original_max_position_embeddings: int = 8192
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Static architecture of a decoder-only transformer.
 
@@ -40,6 +62,8 @@ class ModelConfig:
     attn_softcap: tanh soft-cap of attention logits (gemma2); None disables.
     final_softcap: tanh soft-cap of output logits (gemma2); None disables.
     bos_id: token prepended to every prompt by tokenizers of this model (informational).
+    qkv_bias: q/k/v projections add a learned bias (Qwen2).
+    rope_scaling: rotary scaling of global layers (Llama 3.1+, Gemma 3 4B+); None: unscaled.
 
   Execution and fine-tuning options (not architecture: `architecture()` resets them; run
   configs set them as `model.<name>`, see README "Precision, memory and LoRA"):
@@ -78,6 +102,9 @@ class ModelConfig:
   attn_softcap: float | None = None
   final_softcap: float | None = None
   bos_id: int | None = None
+  # HF checkpoint families (bonjax/checkpoints/hf_layout.py).
+  qkv_bias: bool = False
+  rope_scaling: RopeScaling | None = None
   # Execution and fine-tuning options (see the docstring).
   remat: str = "none"
   logits_chunk: int | None = None
@@ -85,6 +112,11 @@ class ModelConfig:
   lora_rank: int = 0
   lora_alpha: float = 16.0
   lora_targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
+
+  def __post_init__(self):
+    # Configs read back from JSON (the converted-weights cache) carry the scaling as a dict.
+    if isinstance(self.rope_scaling, dict):
+      object.__setattr__(self, "rope_scaling", RopeScaling(**self.rope_scaling))
 
   def architecture(self) -> "ModelConfig":
     """This config with the execution and fine-tuning options at their defaults."""
@@ -105,7 +137,8 @@ class ModelConfig:
     attn = self.d_model * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
     mlp = 3 * self.d_model * self.mlp_dim
     norms = self.d_model * (4 if self.post_norms else 2) + (2 * self.head_dim if self.qk_norm else 0)
-    layer = attn + mlp + norms
+    biases = self.head_dim * (self.num_heads + 2 * self.num_kv_heads) if self.qkv_bias else 0
+    layer = attn + mlp + norms + biases
     embed = self.vocab_size * self.d_model * (1 if self.tie_embeddings else 2)
     return self.num_layers * layer + embed + self.d_model
 

@@ -28,6 +28,8 @@ Parameter layout (float32; L = num_layers):
     k, v          [L, D, K, Dh]    ("layers", "embed", "kv_heads", "head_dim")
     o             [L, H, Dh, D]    ("layers", "q_heads", "head_dim", "embed")
     q_norm,k_norm [L, Dh]          ("layers", "head_dim")  only with qk_norm
+    q_bias        [L, H, Dh]       ("layers", "q_heads", "head_dim")   only with qkv_bias
+    k_bias,v_bias [L, K, Dh]       ("layers", "kv_heads", "head_dim")  only with qkv_bias
     post_attn_norm[L, D]           ("layers", "embed")     only with post_norms
     mlp_norm      [L, D]           ("layers", "embed")
     gate, up      [L, D, F]        ("layers", "embed", "mlp")
@@ -162,6 +164,11 @@ class LayerStackParams(nn.Module):
              ("layers", "embed", "kv_heads", "head_dim"))
     _declare(self, "o", _stacked_dense_init((1, 2), 3), (n, h, hd, d),
              ("layers", "q_heads", "head_dim", "embed"))
+    if c.qkv_bias:
+      _declare(self, "q_bias", nn.initializers.zeros, (n, h, hd),
+               ("layers", "q_heads", "head_dim"))
+      for name in ("k_bias", "v_bias"):
+        _declare(self, name, nn.initializers.zeros, (n, k, hd), ("layers", "kv_heads", "head_dim"))
     if c.qk_norm:
       _declare(self, "q_norm", norm, (n, hd), ("layers", "head_dim"))
       _declare(self, "k_norm", norm, (n, hd), ("layers", "head_dim"))
@@ -283,8 +290,12 @@ def layer_tables(cfg: ModelConfig) -> dict[str, jax.Array]:
   is_local = [cfg.is_local_layer(i) for i in range(cfg.num_layers)]
   bases = [cfg.local_rope_base if local else cfg.rope_base for local in is_local]
   windows = [cfg.sliding_window if local else GLOBAL_WINDOW for local in is_local]
+  inv_freq = layers.rope_inverse_frequencies(bases, cfg.head_dim)
+  if cfg.rope_scaling is not None:  # HF scales global layers only (Gemma 3's local ones not).
+    inv_freq = np.where(np.asarray(is_local)[:, None], inv_freq,
+                        layers.scale_rope_frequencies(inv_freq, cfg.rope_scaling))
   return {
-      "inv_freq": jnp.asarray(layers.rope_inverse_frequencies(bases, cfg.head_dim)),
+      "inv_freq": jnp.asarray(inv_freq),
       "window": jnp.asarray(np.asarray(windows, dtype=np.int32)),
   }
 
@@ -324,6 +335,9 @@ def layer_qkv(lp: Params, cfg: ModelConfig, x: jax.Array, positions: jax.Array,
   q = lora.project(lp, "q", h, cfg)
   k = lora.project(lp, "k", h, cfg)
   v = lora.project(lp, "v", h, cfg)
+  if cfg.qkv_bias:  # Rounded to the compute dtype like every weight (see cast_params).
+    q, k, v = (y + lp[name].astype(dtype).astype(jnp.float32) for y, name in
+               ((q, "q_bias"), (k, "k_bias"), (v, "v_bias")))
   if cfg.qk_norm:
     q = _norm(q, lp["q_norm"], cfg)
     k = _norm(k, lp["k_norm"], cfg)

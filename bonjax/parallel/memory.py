@@ -98,6 +98,9 @@ def parameter_layout(cfg: "ModelConfig") -> ParamLayout:
   }
   if cfg.qk_norm:
     layers["q_norm"] = layers["k_norm"] = ((n, hd), ("layers", "head_dim"))
+  if cfg.qkv_bias:
+    layers["q_bias"] = ((n, h, hd), ("layers", "q_heads", "head_dim"))
+    layers["k_bias"] = layers["v_bias"] = ((n, k, hd), ("layers", "kv_heads", "head_dim"))
   if cfg.post_norms:
     layers["post_attn_norm"] = layers["post_mlp_norm"] = stream
   layout.update({f"layers/{name}": entry for name, entry in layers.items()})

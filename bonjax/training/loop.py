@@ -18,12 +18,12 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from bonjax.checkpoints import pretrained
 from bonjax.models import lora
 from bonjax.models import transformer
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
 from bonjax.training import memory_budget
+from bonjax.training import model_source
 from bonjax.training.checkpointing import Checkpointer, abstract_like
 from bonjax.training.metrics_writer import MetricsWriter
 from bonjax.training.nonfinite import NonFiniteGuard
@@ -291,29 +291,6 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
   return state, done
 
 
-# `init_from = "pretrained:<name>"` starts from a pretrained model's weights.
-PRETRAINED_PREFIX = "pretrained:"
-
-
-def pretrained_params(setup: RunSetup, name: str) -> Any:
-  """Weights of pretrained model `name` in the run's parameter layout.
-
-  Raises:
-    ConfigError: unknown name, or an architecture other than `model.preset`.
-  """
-  try:
-    cfg, params = pretrained.load_pretrained_once(name)
-  except KeyError as e:
-    raise ConfigError(f"init_from={PRETRAINED_PREFIX + name!r}: {e.args[0]}") from None
-  if cfg != setup.model_cfg.architecture():
-    raise ConfigError(f"init_from={PRETRAINED_PREFIX + name!r} is not model.preset="
-                      f"{setup.config.model.preset!r}; set the preset of that model")
-  # A copy: on one device device_put would alias the process-wide cached arrays, and the train
-  # step donates its parameters, which would delete them for every later user in this process.
-  base = dataclasses.replace(setup, model_cfg=setup.model_cfg.replace(lora_rank=0))
-  return jax.device_put(params, base.param_shardings(), may_alias=False)
-
-
 def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
   """Parameters and step of the latest checkpoint in `workdir`.
 
@@ -324,8 +301,11 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
     FileNotFoundError: no checkpoint, with the command that makes one.
     ConfigError: the checkpoint holds another architecture.
   """
-  if workdir.startswith(PRETRAINED_PREFIX):
-    return pretrained_params(setup, workdir[len(PRETRAINED_PREFIX):]), 0
+  if model_source.is_weights_source(workdir):  # "pretrained:<name>" or "hf:<directory>"
+    try:
+      return model_source.load_params(setup, workdir), 0
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   checkpointer = Checkpointer(workdir, read_only=True)
   try:
     meta = checkpointer.newest_meta()
@@ -359,14 +339,18 @@ def _has_checkpoint(workdir: str) -> bool:
     checkpointer.close()
 
 
+def params_source(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """`workdir`, or the pretrained / HF `init_from` weights when nothing was trained yet."""
+  if not _has_checkpoint(workdir) and model_source.is_weights_source(config.init_from):
+    logging.info("No checkpoint in %s: using %s", workdir, config.init_from)
+    return config.init_from
+  return workdir
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """BoN evaluation of the latest checkpoint in `workdir`; writes eval.json and the plot."""
   setup = build_run_setup(config)
-  source = workdir
-  if not _has_checkpoint(workdir) and config.init_from.startswith(PRETRAINED_PREFIX):
-    source = config.init_from  # Nothing trained yet: evaluate the starting weights.
-    logging.info("No checkpoint in %s: evaluating %s", workdir, source)
-  params, step = restore_params(setup, source)
+  params, step = restore_params(setup, params_source(config, workdir))
   report = evaluation.evaluate_bon(setup, params, step)
   if jax.process_index() == 0:
     evaluation.write_report(report, workdir)

@@ -30,8 +30,9 @@ import ml_collections
 from bonjax.models import attention
 from bonjax.models import lora
 from bonjax.models import transformer
-from bonjax.models.config import ModelConfig, get_preset
+from bonjax.models.config import ModelConfig
 from bonjax.parallel import memory
+from bonjax.training import model_source
 
 MODEL_OPTION_DEFAULTS: dict[str, Any] = {
     "remat": "auto",
@@ -66,7 +67,7 @@ def model_config(config: ml_collections.ConfigDict, remat: str | None = None) ->
   options = model_options(config)
   if options["remat"] == "auto":
     options["remat"] = remat or "none"
-  return get_preset(config.model.preset, **options)
+  return model_source.architecture(config).replace(**options)
 
 
 def option_problems(config: ml_collections.ConfigDict, batch_shards: int) -> list[str]:

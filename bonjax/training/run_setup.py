@@ -14,15 +14,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bonjax.data.batching import encode_prompt
 from bonjax.data.example import TaskExample
 from bonjax.models import transformer
-from bonjax.models.config import ModelConfig, get_preset
+from bonjax.models.config import ModelConfig
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.parallel.mesh import make_mesh
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.tokenizers.base import Tokenizer
-from bonjax.tokenizers.registry import build_tokenizer
 from bonjax.parallel.memory import MemoryPlanError
 from bonjax.training import memory_budget
 from bonjax.training.config_validation import ConfigError, validate_config
+from bonjax.training.model_source import model_and_tokenizer
 from bonjax.training.tasks import Task, build_task
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -57,6 +57,12 @@ class RunSetup:
   @property
   def completion_buckets(self) -> tuple[int, ...]:
     return tuple(self.config.lengths.completion_buckets)
+
+  @property
+  def stop_ids(self) -> int | tuple[int, ...]:
+    """The token(s) that end a completion: every EOS id an HF checkpoint declares."""
+    ids = tuple(getattr(self.tokenizer, "stop_ids", None) or (self.tokenizer.eos_id,))
+    return ids[0] if len(ids) == 1 else ids  # One id: the sampler's compile key is unchanged.
 
   def format_prompt(self, example: TaskExample) -> str:
     """Prompt text the model sees for `example`: the task prompt, or `task.instruction`
@@ -99,7 +105,7 @@ class RunSetup:
     return sampler_lib.SamplingParams(
         num_samples=section.num_samples if num_samples is None else num_samples,
         max_new_tokens=section.max_new_tokens, temperature=section.temperature,
-        top_k=section.top_k, top_p=section.top_p, eos_id=self.tokenizer.eos_id,
+        top_k=section.top_k, top_p=section.top_p, eos_id=self.stop_ids,
         pad_id=self.tokenizer.pad_id)
 
   def sample(self, params: Any, sampling: sampler_lib.SamplingParams, prompt_tokens: np.ndarray,
@@ -161,8 +167,7 @@ def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
   """
   validate_config(config)
   try:
-    model_cfg = memory_budget.model_config(config)
-    tokenizer = build_tokenizer(config)
+    model_cfg, tokenizer = model_and_tokenizer(config)  # the architecture; options below
     task = build_task(config)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   except (KeyError, ValueError) as e:
