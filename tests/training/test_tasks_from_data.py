@@ -202,3 +202,19 @@ def test_parquet_source_matches_jsonl(tmp_path):
   pq.write_table(pa.Table.from_pylist(bad), tmp_path / "bad.parquet")
   with pytest.raises(ValueError, match=r"bad.parquet:3: missing_field: required field 'prompt'"):
     build_task(jsonl_config(tmp_path / "bad.parquet"))
+
+
+def test_tfds_source_reads_a_prepared_dataset(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  from bonjax.data import tfds_builders
+  rows = [{"question": f"What is {i} + {i}?", "answer": f"work\n#### {2 * i}"} for i in range(5)]
+  train = write_rows(tmp_path / "train.jsonl", rows[:3])
+  test = write_rows(tmp_path / "test.jsonl", rows[3:])
+  tfds_builders.prepare_tfds("gsm8k", {"train": train, "test": test}, tmp_path / "tfds")
+  task = build_task(jsonl_config("tfds:gsm8k", data_dir=str(tmp_path / "tfds")))
+  assert [e.prompt for e in task.train] == [r["question"] for r in rows[:3]]
+  assert [e.answer for e in task.test] == ["6", "8"]
+  results = task.verify_examples(list(task.test), ["#### 6", "7"])
+  assert [r.correct for r in results] == [True, False]
+  with pytest.raises(ValueError, match="needs task.data_dir"):
+    build_task(jsonl_config("tfds:gsm8k"))
