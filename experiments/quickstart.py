@@ -35,6 +35,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.num_train = 8000  # Distinct training problems.
   c.task.num_test = 200  # Distinct held-out problems (disjoint from training by hash).
   c.task.seed = 0  # Problem generator seed (the test split is fixed per difficulty).
+  c.task.template = ""  # Prompt template: "{prompt}" and any example field; "": the prompt.
+  c.task.chat_template = False  # Wrap prompts in the tokenizer's chat template (instruct models).
+  # task.name="jsonl" (see bonjax/training/tasks/jsonl.py; "humaneval" uses num_train/num_test):
+  c.task.path = ""  # .jsonl / .json / .parquet file or directory, or tfds:<format>.
+  c.task.prompt_field = "prompt"  # Field holding the prompt.
+  c.task.answer_field = "answer"  # Field holding the gold answer.
+  c.task.tests_field = ""  # Field holding unit tests (reward "code").
+  c.task.split_field = ""  # Field naming each row's split ("": seeded split with task.seed).
+  c.task.reward = "math"  # "math", "exact", "code" or "python:<module>:<function>".
+  c.task.skip_bad_rows = False  # False: a malformed row stops the run (file, line, field).
 
   c.verifier = ml_collections.ConfigDict()
   c.verifier.kind = "exact"  # Selection verifier: "exact", "imperfect" (a noisy stand-in) or

@@ -182,6 +182,12 @@ def _tiny() -> ModelConfig:
                      rope_base=10_000.0)
 
 
+@register_preset("tiny-byte")
+def _tiny_byte() -> ModelConfig:
+  # The tiny model with a byte vocabulary (tokenizer.name="byte"): real-text tasks on CPU.
+  return _tiny().replace(vocab_size=264)
+
+
 @register_preset("smollm2-135m")
 def _smollm2_135m() -> ModelConfig:
   return ModelConfig(family="llama", vocab_size=49_152, num_layers=30, d_model=576, num_heads=9,

@@ -126,7 +126,7 @@ class OnPolicyTrainer:
         "prompt_tokens": samples.prompt_tokens, "prompt_valid": samples.prompt_valid,
         "completions": samples.completion_tokens, "completion_mask": samples.completion_mask,
         "sampler_logprobs": samples.logprobs.astype(np.float32),
-        "rewards": samples.correct.astype(np.float32),
+        "rewards": samples.rewards.astype(np.float32),
         "scores": samples.scores.astype(np.float32),
     }
     if "ref_logprobs" in self.needed:
@@ -140,6 +140,7 @@ class OnPolicyTrainer:
       self._add_gold_expert(batch, examples)
     statuses = [s for row in samples.statuses for s in row]
     host_metrics = {"unparseable_rate": statuses.count("unparseable") / len(statuses),
+                    "unscored_rate": statuses.count("unscored") / len(statuses),
                     "distinct_answers": float(np.mean([len({a for a in row if a is not None})
                                                        for row in samples.answers]))}
     return batch, host_metrics

@@ -65,13 +65,14 @@ class RunSetup:
     return ids[0] if len(ids) == 1 else ids  # One id: the sampler's compile key is unchanged.
 
   def format_prompt(self, example: TaskExample) -> str:
-    """Prompt text the model sees for `example`: the task prompt, or `task.instruction`
-    filled with it (`{prompt}`) and its metadata (e.g. `{expression}`), wrapped in the
-    tokenizer's chat template when `task.chat_template` is set (instruction-tuned models)."""
+    """Prompt text the model sees for `example`: the task prompt, or `task.template`
+    filled with it (`{prompt}`) and its metadata (e.g. `{expression}`, a data row's fields),
+    wrapped in the tokenizer's chat template when `task.chat_template` is set
+    (instruction-tuned models)."""
     task = self.config.task
     text = example.prompt
-    if task.get("instruction"):
-      text = task.instruction.format(prompt=example.prompt, **example.metadata)
+    if task.get("template"):
+      text = task.template.format_map({**example.metadata, "prompt": example.prompt})
     if task.get("chat_template"):
       text = self.tokenizer.chat_prompt(text)
     return text
@@ -143,8 +144,11 @@ def _check_lengths(setup: RunSetup) -> list[str]:
     length, example = max(((len(encode_prompt(setup.tokenizer, setup.format_prompt(e))), e.id)
                            for e in examples), key=lambda pair: pair[0])
   except ValueError as e:  # A template or prompt the tokenizer cannot encode.
-    return [f"task.instruction={setup.config.task.instruction!r}: a formatted prompt cannot be "
-            f"encoded by tokenizer {setup.config.tokenizer.name!r} ({e})"]
+    return [f"task.template={setup.config.task.get('template', '')!r}: a formatted prompt "
+            f"cannot be encoded by tokenizer {setup.config.tokenizer.name!r} ({e})"]
+  except (KeyError, IndexError) as e:  # A template field that an example does not have.
+    return [f"task.template={setup.config.task.template!r}: names a field the examples do "
+            f"not have ({type(e).__name__}: {e})"]
   if length > max(setup.prompt_buckets):
     problems.append(f"lengths.prompt_buckets={setup.prompt_buckets}: the longest prompt "
                     f"({example}) has {length} tokens; the largest bucket must be >= {length}")

@@ -246,7 +246,8 @@ class LearnedVerifier:
     per_item = (time.perf_counter() - start) / max(len(completions), 1)
     return [VerifierResult(score=float(p), correct=r.correct, status=r.status, answer=r.answer,
                            seconds=r.seconds + per_item,
-                           detail=r.detail if ok else "reward model: text not encodable")
+                           detail=r.detail if ok else "reward model: text not encodable",
+                           reward=r.reward)
             for p, r, ok in zip(probs, results, encodable)]
 
 
