@@ -22,7 +22,7 @@ from bonjax.models import transformer
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
 from bonjax.training.checkpointing import Checkpointer, abstract_like
-from bonjax.training.metrics_writer import MetricsWriter
+from bonjax.training.metrics_writer import MetricsWriter, check_logging_config
 from bonjax.training.nonfinite import NonFiniteGuard
 from bonjax.training.resume_check import check_resume_config
 from bonjax.training.run_setup import RunSetup, build_run_setup
@@ -143,6 +143,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   """
   check_workdir(workdir)
   setup = build_run_setup(config)
+  check_logging_config(config)
   with claim_workdir(workdir):
     return _train(setup, workdir, allow_config_change)
 
@@ -177,7 +178,7 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
     guard.skipped = int(meta.get("nonfinite_steps", 0))
     logging.info("Resumed from step %d in %s", start, checkpointer.directory)
   # Rows after the step resumed from (a fresh start: all rows) belong to the interrupted run.
-  writer = MetricsWriter(workdir, resume_step=start)
+  writer = MetricsWriter(workdir, resume_step=start, config=config)
   step_fn = make_train_step(trainer.loss_fn, optimizer, learning_rate_schedule(train_cfg),
                             trainer.aux_update())
   step_fn = _LazilyShardedStep(step_fn, shardings, setup)
@@ -193,6 +194,7 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
     checkpointer.wait()
     report = evaluation.evaluate_bon(setup, state.params, done, reference_params=reference)
     writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+    writer.write_bon_curve(done, report["curve"])
     if jax.process_index() == 0:
       paths = evaluation.write_report(report, workdir)
       logging.info("Wrote %s and %s", *paths)
@@ -266,6 +268,7 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
       report = evaluation.evaluate_bon(setup, state.params, done, progress=False,
                                        reference_params=trainer_reference(trainer))
       writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+      writer.write_bon_curve(done, report["curve"])
   return state, done
 
 
