@@ -19,6 +19,7 @@ import tqdm
 
 from bonjax.checkpoints import pretrained
 from bonjax.models import transformer
+from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
 from bonjax.training.checkpointing import Checkpointer, abstract_like
@@ -65,7 +66,7 @@ def init_state(setup: RunSetup, optimizer, shardings: Any, params: Any,
 def build_trainer(setup: RunSetup, reference_params: Any):
   """SFT on gold answers for `algorithm="sft"`, otherwise on-policy training with the objective
   registry entry of that name, with `reference_params` as the frozen reference policy."""
-  if setup.config.algorithm == "sft":
+  if not objective_registry.trains_on_samples(setup.config.algorithm):
     return SupervisedTrainer(setup)
   return build_on_policy_trainer(setup, reference_params)
 
@@ -76,7 +77,8 @@ def reference_copy(setup: RunSetup, params: Any) -> Any:
   Needed by objectives with a reference policy, and by the final evaluation's KL to the starting
   checkpoint when training starts from `init_from`; None otherwise.
   """
-  if not setup.config.get("init_from") and setup.config.algorithm == "sft":
+  if (not setup.config.get("init_from")
+      and not objective_registry.trains_on_samples(setup.config.algorithm)):
     return None
   return jax.jit(lambda p: jax.tree.map(jnp.copy, p))(params)
 
