@@ -23,8 +23,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SKIP_DIRS = {".git", ".venv", "tests", "workdir", "__pycache__", "build", "dist"}
 # `pip install` and its arguments: bare words, or single- / double-quoted ones; a backtick,
-# `&&`, `;`, `|`, `)` or an unmatched quote ends the command.
-_PIP_LINE = re.compile(r"""pip3? install((?:[ \t]+(?:'[^'\n]*'|"[^"\n]*"|[^\s`'"&;|)]+))+)""")
+# `&&`, `;`, `|`, `)`, a shell comment (`# ...`) or an unmatched quote ends the command.
+_PIP_LINE = re.compile(
+    r"""pip3? install((?:[ \t]+(?:'[^'\n]*'|"[^"\n]*"|[^\s`'"&;|)#][^\s`'"&;|)]*))+)""")
 _OPTIONS_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url",
                        "--extra-index-url", "-f", "--find-links"}
 

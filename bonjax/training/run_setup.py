@@ -20,7 +20,7 @@ from bonjax.parallel import sharding as sharding_lib
 from bonjax.parallel.mesh import make_mesh
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.tokenizers.base import Tokenizer
-from bonjax.tokenizers.registry import build_tokenizer
+from bonjax.checkpoints.tokenizer_registry import build_tokenizer
 from bonjax.training.config_validation import ConfigError, validate_config
 from bonjax.training.tasks import Task, build_task
 
