@@ -101,6 +101,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.max_new_tokens = 8  # Completion length cap for evaluation.
   c.eval.prompt_batch_size = 50  # Prompts per sampler call (bounds memory: x n rows).
 
+  c.logging = ml_collections.ConfigDict()  # metrics.jsonl and TensorBoard always; W&B if asked.
+  c.logging.wandb = False  # Also log to Weights & Biases (pip install "bonjax[wandb]").
+  c.logging.wandb_project = "bonjax"  # W&B project.
+  c.logging.wandb_run_name = ""  # W&B run name ("": the workdir's name).
+
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # Data-parallel devices (-1: all remaining).
   c.mesh.fsdp = 1  # Devices sharding parameters and optimizer state.

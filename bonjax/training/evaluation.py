@@ -12,13 +12,11 @@ import jax
 import numpy as np
 
 from bonjax.bon import curves
+from bonjax.training import rng_streams
 from bonjax.training.rollouts import ScoredSamples, group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
 
-# Separates the evaluation RNG stream from the training one, so evaluating never changes what
-# training samples.
-_EVAL_STREAM = 0x5EED
 
 
 def diversity_metrics(samples: ScoredSamples) -> dict[str, float]:
@@ -73,7 +71,7 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
   cfg = setup.config.eval
   examples = list(setup.task.test[:cfg.num_prompts])
   sampling = setup.sampling_params(cfg)
-  rng = jax.random.fold_in(jax.random.key(setup.config.seed), _EVAL_STREAM)
+  rng = rng_streams.stream_key(setup.config.seed, rng_streams.EVAL)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, step,
                              cfg.prompt_batch_size, progress)
   curve = curves.bon_curve(samples.correct, samples.scores, samples.answers)

@@ -20,12 +20,13 @@ import tqdm
 
 from bonjax.models import lora
 from bonjax.models import transformer
+from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
 from bonjax.training import memory_budget
 from bonjax.training import model_source
 from bonjax.training.checkpointing import Checkpointer, abstract_like
-from bonjax.training.metrics_writer import MetricsWriter
+from bonjax.training.metrics_writer import MetricsWriter, check_logging_config
 from bonjax.training.nonfinite import NonFiniteGuard
 from bonjax.training.resume_check import check_resume_config
 from bonjax.training.run_setup import RunSetup, build_run_setup
@@ -72,7 +73,7 @@ def init_state(setup: RunSetup, optimizer, shardings: Any, params: Any,
 def build_trainer(setup: RunSetup, reference_params: Any):
   """SFT on gold answers for `algorithm="sft"`, otherwise on-policy training with the objective
   registry entry of that name, with `reference_params` as the frozen reference policy."""
-  if setup.config.algorithm == "sft":
+  if not objective_registry.trains_on_samples(setup.config.algorithm):
     return SupervisedTrainer(setup)
   return build_on_policy_trainer(setup, reference_params)
 
@@ -83,7 +84,8 @@ def reference_copy(setup: RunSetup, params: Any) -> Any:
   Needed by objectives with a reference policy, and by the final evaluation's KL to the starting
   checkpoint when training starts from `init_from`; None otherwise.
   """
-  if not setup.config.get("init_from") and setup.config.algorithm == "sft":
+  if (not setup.config.get("init_from")
+      and not objective_registry.trains_on_samples(setup.config.algorithm)):
     return None
   if lora.has_adapters(params):  # The base weights (adapters off) are the reference: no copy.
     return None
@@ -155,6 +157,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   """
   check_workdir(workdir)
   setup = build_run_setup(config)
+  check_logging_config(config)
   with claim_workdir(workdir):
     return _train(setup, workdir, allow_config_change)
 
@@ -189,7 +192,7 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
     guard.skipped = int(meta.get("nonfinite_steps", 0))
     logging.info("Resumed from step %d in %s", start, checkpointer.directory)
   # Rows after the step resumed from (a fresh start: all rows) belong to the interrupted run.
-  writer = MetricsWriter(workdir, resume_step=start)
+  writer = MetricsWriter(workdir, resume_step=start, config=config)
   step_fn = make_train_step(trainer.loss_fn, optimizer, learning_rate_schedule(train_cfg),
                             trainer.aux_update(), trainable=lora.trainable_mask(state.params),
                             grad_accum_steps=memory_budget.grad_accum_steps(config))
@@ -207,6 +210,7 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
     reference = trainer_reference(trainer, state, reference)
     report = evaluation.evaluate_bon(setup, state.params, done, reference_params=reference)
     writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+    writer.write_bon_curve(done, report["curve"])
     if jax.process_index() == 0:
       paths = evaluation.write_report(report, workdir)
       logging.info("Wrote %s and %s", *paths)
@@ -288,6 +292,7 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
       report = evaluation.evaluate_bon(setup, state.params, done, progress=False,
                                        reference_params=trainer_reference(trainer, state))
       writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+      writer.write_bon_curve(done, report["curve"])
   return state, done
 
 

@@ -29,7 +29,7 @@ from bonjax.checkpoints import pretrained
 from bonjax.models.config import ModelConfig, get_preset
 from bonjax.tokenizers.base import Tokenizer
 from bonjax.tokenizers.hf import HFTokenizer
-from bonjax.tokenizers.registry import build_tokenizer
+from bonjax.checkpoints.tokenizer_registry import build_tokenizer
 
 HF_PREFIX = "hf:"
 PRETRAINED_PREFIX = "pretrained:"

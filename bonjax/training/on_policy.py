@@ -28,11 +28,10 @@ from bonjax.objectives.inputs import ObjectiveInputs
 from bonjax.objectives.registry import ObjectiveSpec, get_objective
 from bonjax.training.reference_samples import ReferenceSampleCache, best_of_subset
 from bonjax.training.rollouts import group_logprobs, sample_and_score
+from bonjax.training import rng_streams
 from bonjax.training.run_setup import RunSetup
 from bonjax.training.state import TrainState
 
-# The training sampler's RNG stream (evaluation and reference samples use others).
-_TRAIN_STREAM = 0x7A1
 
 
 def on_policy_loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *,
@@ -119,7 +118,7 @@ class OnPolicyTrainer:
     setup, config = self.setup, self.setup.config
     idx = batch_indices(config.seed, step, config.train.batch_size, len(setup.task.train))
     examples = [setup.task.train[i] for i in idx]
-    rng = jax.random.fold_in(jax.random.key(config.seed), _TRAIN_STREAM)
+    rng = rng_streams.stream_key(config.seed, rng_streams.TRAIN)
     samples = sample_and_score(setup, state.params, examples, idx, self.sampling, rng, step,
                                config.train.batch_size)
     batch = {
@@ -182,7 +181,7 @@ class OnPolicyTrainer:
     batch["ref_scores"] = np.stack([r.scores for r in references]).astype(np.float32)
     if "expert_logprobs" in self.needed:
       bon_n = getattr(self.objective_cfg, "bon_n", 2)
-      rng = np.random.default_rng([self.setup.config.seed, step, _TRAIN_STREAM])
+      rng = np.random.default_rng([self.setup.config.seed, step, rng_streams.TRAIN])
       picks = [best_of_subset(r, bon_n, rng) for r in references]
       self._set_bon_expert(batch, [(r.tokens[p], r.mask[p]) for r, p in zip(references, picks)],
                            [r.scores[p] for r, p in zip(references, picks)])
@@ -194,7 +193,7 @@ class OnPolicyTrainer:
     anchor = state.aux["anchor"]
     batch["anchor_logprobs"] = self._logprobs(anchor, batch)
     sampling = setup.sampling_params(config.sampling, config.reference.num_samples)
-    rng = jax.random.fold_in(jax.random.key(config.seed), _TRAIN_STREAM + 1)
+    rng = rng_streams.stream_key(config.seed, rng_streams.ANCHOR)
     anchor_samples = sample_and_score(setup, anchor, examples, idx, sampling, rng, step,
                                       config.train.batch_size)
     batch["ref_scores"] = anchor_samples.scores.astype(np.float32)

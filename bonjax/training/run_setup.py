@@ -15,6 +15,7 @@ from bonjax.data.batching import encode_prompt
 from bonjax.data.example import TaskExample
 from bonjax.models import transformer
 from bonjax.models.config import ModelConfig
+from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.parallel.mesh import make_mesh
 from bonjax.sampling import sampler as sampler_lib
@@ -154,7 +155,7 @@ def _check_lengths(setup: RunSetup) -> list[str]:
                     f"({example}) has {length} tokens; the largest bucket must be >= {length}")
   answers = [(len(setup.tokenizer.encode(e.answer)) + 1, e.id) for e in examples
              if e.answer is not None]
-  if setup.config.algorithm == "sft" and answers:
+  if not objective_registry.trains_on_samples(setup.config.algorithm) and answers:
     length, example = max(answers, key=lambda pair: pair[0])
     if length > max(setup.completion_buckets):
       problems.append(f"lengths.completion_buckets={setup.completion_buckets}: the longest gold "

@@ -30,7 +30,7 @@ from bonjax.models import transformer
 from bonjax.models.logprobs import token_logprobs
 from bonjax.models.config import ModelConfig, get_preset
 from bonjax.tokenizers.base import Tokenizer
-from bonjax.tokenizers.registry import build_tokenizer
+from bonjax.checkpoints.tokenizer_registry import build_tokenizer
 from bonjax.verifiers.base import Verifier, VerifierResult
 
 Params = Any
