@@ -53,7 +53,8 @@ class BoNSFTConfig:
   """BoN-aware imitation learning.
 
   Attributes:
-    bon_n: the BoN size N deployed at test time (sets lambda_N); None means the group size.
+    bon_n: the BoN size N deployed at test time (sets lambda_N); None means each group's
+      number of valid samples.
     lambda_n: the tilt strength; None derives it from `bon_n` by `lambda_rule`.
     lambda_rule: "kl_matched" (root of T14: 2.2886 for N = 2, ..., 33.0158 for N = 32) or
       "n_plus_one".
@@ -92,10 +93,16 @@ class BoNSFTConfig:
     return frozenset(needed)
 
   def resolved_lambda(self, group_size: int) -> float:
-    """lambda_N for a batch whose static group size is `group_size`."""
+    """lambda_N for groups of `group_size` valid samples (when bon_n is None)."""
     if self.lambda_n is not None:
       return float(self.lambda_n)
     return tilt.lambda_for(self.bon_n or group_size, self.lambda_rule)
+
+  def lambda_per_group(self, mask: Array) -> Array:
+    """[B] lambda_N of every group: with bon_n None, N is the group's number of VALID samples
+    (not the padded width), looked up in a host table over 0..width."""
+    table = [self.resolved_lambda(max(m, 1)) for m in range(mask.shape[-1] + 1)]
+    return jnp.asarray(table, jnp.float32)[group_stats.valid_counts(mask)]
 
 
 def group_win_rates(scores: Array, mask: Array) -> Array:
@@ -133,7 +140,7 @@ def bon_sft_weights(scores: Array, mask: Array, expert_scores: Array | None, lam
     mask: [B, N] bool.
     expert_scores: [B] verifier score r(x, y) of the expert response (unused without the Q
       terms).
-    lambda_n: tilt strength.
+    lambda_n: tilt strength, a float or [B, 1] per group.
     omega: "softmax" or "bon_pick".
     include_q_terms: keep the lambda_N bracket.
 
@@ -166,10 +173,10 @@ def bon_sft(inputs: ObjectiveInputs, cfg: BoNSFTConfig) -> tuple[Array, dict]:
   cfg.validate()
   require_inputs(inputs, cfg.required_inputs(), "bon_sft")
   inputs = sanitize(inputs)
-  lambda_n = cfg.resolved_lambda(inputs.group_size)
-  weights = bon_sft_weights(inputs.scores, inputs.mask, inputs.expert_scores, lambda_n,
+  lambda_n = cfg.lambda_per_group(inputs.mask).astype(inputs.logprobs.dtype)
+  weights = bon_sft_weights(inputs.scores, inputs.mask, inputs.expert_scores, lambda_n[:, None],
                             cfg.omega, cfg.include_q_terms)
-  metrics = {"lambda_n": jnp.asarray(lambda_n, inputs.logprobs.dtype)}
+  metrics = {"lambda_n": loss_terms.mean_over_rows(lambda_n, inputs.mask)}
   if cfg.include_q_terms:
     count = jnp.maximum(group_stats.valid_counts(inputs.mask), 1).astype(inputs.scores.dtype)
     expert_win = jnp.where(inputs.mask, inputs.expert_scores[:, None] >= inputs.scores,
