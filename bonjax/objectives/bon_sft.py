@@ -30,6 +30,10 @@ with omega the pi_bon weights of the group samples, either
                 - lambda_N E_{BoN_(n-1)}[grad Q],
               i.e. T13 with the tilt's expectations replaced by exact BoN draws.
 The paper's own practical loss ("Eq. 7") could not be read; this is the derived estimator.
+Measured against the exact T13 gradient of E_expert log mu (exact enumeration,
+tests/objectives/test_objectives_ascent.py, lambda_N = 4, N' in {2, 4, 8}): both omegas ascend;
+E[update] / gradient is 0.90 to 1.13 for "softmax" and 0.44 to 1.81 for "bon_pick" (whose
+expectation is exactly the BoN-draw form above, not the tilt's).
 """
 
 from __future__ import annotations
