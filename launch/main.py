@@ -87,8 +87,12 @@ _HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
 def default_workdir(config_path: str) -> str:
-  name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
-  return os.path.join("workdir", name)
+  """workdir/<config file name>, plus _<argument> for `file.py:<argument>`: every config
+  argument (e.g. each algorithm of experiments/smollm2_finetune.py) gets its own run directory,
+  so no run resumes another's checkpoint."""
+  path, _, argument = config_path.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("workdir", f"{name}_{argument}" if argument else name)
 
 
 def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> dict[str, Any]:

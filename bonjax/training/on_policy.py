@@ -27,6 +27,7 @@ from bonjax.objectives.bond import ema_anchor_update
 from bonjax.objectives.inputs import ObjectiveInputs
 from bonjax.objectives.registry import ObjectiveSpec, get_objective
 from bonjax.training.reference_samples import ReferenceSampleCache, best_of_subset
+from bonjax.models.logprobs import policy_temperature
 from bonjax.training.rollouts import group_logprobs, sample_and_score
 from bonjax.training import rng_streams
 from bonjax.training.run_setup import RunSetup
@@ -81,7 +82,7 @@ class OnPolicyTrainer:
     config = self.setup.config
     self.needed = self.spec.required_inputs(self.objective_cfg)
     self.sampling = self.setup.sampling_params(config.sampling)
-    self.temperature = max(config.sampling.temperature, 1e-6)
+    self.temperature = policy_temperature(config.sampling.temperature)
     self._reference_cache = None
     if "ref_scores" in self.needed and not self.spec.needs_anchor:
       self._reference_cache = ReferenceSampleCache(
