@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from bonjax.bon import curves
+from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training.rollouts import ScoredSamples, group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
@@ -50,7 +51,7 @@ def kl_to_reference(setup: RunSetup, samples: ScoredSamples, reference_params: A
     padded = np.concatenate([rows, np.full(prompt_batch_size - len(rows), rows[0])])
     args = setup.shard_batch((samples.prompt_tokens[padded], samples.prompt_valid[padded],
                               samples.completion_tokens[padded], samples.completion_mask[padded]))
-    ref.append(np.asarray(jax.device_get(logp(reference_params, *args)[0]))[:len(rows)])
+    ref.append(np.asarray(fetch_to_host(logp(reference_params, *args)[0]))[:len(rows)])
   return float(np.mean(samples.logprobs - np.concatenate(ref)))
 
 
