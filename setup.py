@@ -36,6 +36,7 @@ setup(
         "tfds": ["tensorflow-datasets>=4.9.4,<5", "array_record>=0.5", "pyarrow>=14"],
         # HF checkpoints both ways and GGUF import. PyTorch is not listed: install the build for
         # your machine first (e.g. `pip install torch==2.13.0`, the CPU build the tests use).
+        # jinja2: chat templates (rendered by transformers' apply_chat_template).
         "hf": ["transformers>=4.56", "safetensors>=0.4", "tokenizers>=0.20", "gguf>=0.10",
                "accelerate>=0.30", "jinja2>=3.1"],
         # Weights & Biases logging (`logging.wandb=True`).
@@ -53,6 +54,7 @@ setup(
             "array_record>=0.5",
             "pyarrow>=14",
             "transformers>=4.56",
+            "jinja2>=3.1",
             "safetensors>=0.4",
             "tokenizers>=0.20",
             "gguf>=0.10",

@@ -50,6 +50,7 @@ if _REPO_ROOT not in sys.path:  # Lets `python launch/main.py` import bonjax and
   sys.path.insert(0, _REPO_ROOT)
 
 from bonjax.training import export, loop  # noqa: E402
+from launch import multihost  # noqa: E402
 from launch.logging_setup import quiet_library_logs  # noqa: E402
 from bonjax.training.checkpointing import CheckpointError  # noqa: E402
 from bonjax.training.config_validation import ConfigError  # noqa: E402
@@ -98,6 +99,7 @@ def default_workdir(config_path: str) -> str:
 def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> dict[str, Any]:
   """Defines the launcher's flags on `flag_values` for parsing `argv` (the config flag reads
   its `--config.*` overrides from it)."""
+  multihost.define_flags(flag_values)  # --coordinator_address & co. (multi-process runs)
   return {
       "config": config_flags.DEFINE_config_file(
           "config", DEFAULT_CONFIG, "Experiment config file (a Python file with get_config()).",
@@ -162,7 +164,8 @@ def parse_command_line(argv: Sequence[str]) -> dict[str, Any]:
   """Parses the launcher's command line.
 
   Returns:
-    {"config", "workdir", "mode", "allow_config_change"} values.
+    {"config", "workdir", "mode", "export_dir", "allow_config_change", "coordinator_address",
+    "num_processes", "process_id"} values.
 
   Raises:
     UsageError: a missing or broken config file, an unknown config field, a value of the
@@ -190,6 +193,7 @@ def parse_command_line(argv: Sequence[str]) -> dict[str, Any]:
     holders = _define_flags(flag_values, argv)
     rest = flag_values(list(argv))
     values = {name: holder.value for name, holder in holders.items()}
+    values.update(multihost.flag_values_of(flag_values))
   except flags.Error as e:
     raise UsageError(str(e)) from None
   except Exception as e:  # Config-flag override parsing raises assorted types.
@@ -243,6 +247,11 @@ def run(argv: Sequence[str]) -> int:
 def execute(args: dict[str, Any]) -> int:
   """Runs parsed arguments (`parse_command_line`); returns the exit status."""
   workdir, mode = args["workdir"], args["mode"]
+  try:
+    multihost.initialize(args)  # Joins the processes of a multi-host run; else nothing.
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return EXIT_USAGE
   logging.info("mode=%s workdir=%s", mode, os.path.abspath(workdir))
   try:
     if mode == "train":
@@ -263,7 +272,7 @@ def execute(args: dict[str, Any]) -> int:
           f"{os.path.join(workdir, 'checkpoints')}; rerun the same command to resume "
           f"(exit status {EXIT_PREEMPTED})")
     return EXIT_PREEMPTED
-  if mode in ("train", "eval") and "curve" in result:
+  if mode in ("train", "eval") and "curve" in result and multihost.is_writer():
     _print_report(result, workdir)
   return 0
 

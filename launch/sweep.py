@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 from bonjax.training import evaluation, loop  # noqa: E402
 from bonjax.training.run_setup import build_run_setup  # noqa: E402
+from launch import multihost  # noqa: E402
 from launch.logging_setup import quiet_library_logs  # noqa: E402
 
 # Experiment files of the sweep, baselines first.
@@ -49,6 +50,7 @@ _ALGORITHMS = flags.DEFINE_list("algorithms", list(ALGORITHMS),
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds per algorithm.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "Override train.num_steps of every run.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only aggregate finished runs.")
+multihost.define_flags()
 
 
 def experiment_config(name: str, seed: int):
@@ -84,7 +86,8 @@ def evaluate_start(name: str) -> dict:
     setup = build_run_setup(config)
     params, step = loop.restore_params(setup, config.init_from)
     report = evaluation.evaluate_bon(setup, params, step)
-    evaluation.write_report(report, workdir)
+    if multihost.is_writer():
+      evaluation.write_report(report, workdir)
   return report
 
 
@@ -167,6 +170,7 @@ def plot_reward_vs_kl(results: dict[str, list[dict]], path: str) -> None:
 
 def main(argv):
   del argv
+  multihost.initialize(multihost.flag_values_of())
   quiet_library_logs()
   seeds = [int(s) for s in _SEEDS.value]
   for name in _ALGORITHMS.value:
@@ -187,6 +191,8 @@ def main(argv):
   n = results["start"][0]["curve"]["ks"][-1]
   rows = {name: summary_row(reports, n) for name, reports in results.items()}
   table = markdown_table(rows, {name: len(reports) for name, reports in results.items()})
+  if not multihost.is_writer():  # Process 0 writes the sweep's report and plots.
+    return
   os.makedirs(_ROOT.value, exist_ok=True)
   with open(os.path.join(_ROOT.value, "results.md"), "w", encoding="utf-8") as f:
     f.write(f"Held-out arithmetic, {results['start'][0]['num_prompts']} prompts, n = {n} samples "

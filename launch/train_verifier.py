@@ -26,6 +26,7 @@ if _REPO_ROOT not in sys.path:
 
 from bonjax.training import reward_model  # noqa: E402
 from bonjax.training.config_validation import ConfigError  # noqa: E402
+from launch import multihost  # noqa: E402
 from launch.logging_setup import quiet_library_logs  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -33,6 +34,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Experiment config file with a reward_model section.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/learned_verifier",
                                "Directory of the trained reward model and its report.")
+multihost.define_flags()
 
 
 def _summary(report: dict) -> str:
@@ -48,6 +50,7 @@ def _summary(report: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  multihost.initialize(multihost.flag_values_of())
   quiet_library_logs()
   try:
     report = reward_model.train_reward_model(_CONFIG.value, _WORKDIR.value)
@@ -55,6 +58,8 @@ def main(argv):
     logging.error("%s", e)
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
+  if not multihost.is_writer():  # Process 0 reports.
+    return
   auc, within = (("undefined" if v is None else f"{v:.3f}")
                  for v in (report["auc"], report["within_prompt_auc"]))
   print(f"AUC {auc} (within prompts {within})  accuracy {report['accuracy']:.3f}  "

@@ -13,6 +13,7 @@ import numpy as np
 
 from bonjax.bon import curves
 from bonjax.models.logprobs import policy_temperature
+from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training import rng_streams
 from bonjax.training.rollouts import ScoredSamples, group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
@@ -59,7 +60,7 @@ def _teacher_forced(setup: RunSetup, samples: ScoredSamples, logp, params: Any,
     padded = np.concatenate([rows, np.full(prompt_batch_size - len(rows), rows[0])])
     args = setup.shard_batch((samples.prompt_tokens[padded], samples.prompt_valid[padded],
                               samples.completion_tokens[padded], samples.completion_mask[padded]))
-    out.append(np.asarray(jax.device_get(logp(params, *args)[0]))[:len(rows)])
+    out.append(np.asarray(fetch_to_host(logp(params, *args)[0]))[:len(rows)])
   return np.concatenate(out)
 
 

@@ -10,6 +10,10 @@
                                   template (`model.preset` and `tokenizer.*` are not used); every
                                   EOS id of generation_config.json / config.json stops sampling.
 
+A run initialised from the workdir of an `hf:` run (e.g. RL from an SFT checkpoint, the sweep,
+a learned verifier of that policy) inherits that checkpoint's architecture and tokenizer: the
+`init_from` chain is followed through the saved run configs.
+
 `model_and_tokenizer` runs when the run is set up (cheap: config and tokenizer files only);
 `load_params` reads the weights when training or evaluation starts from them.
 """
@@ -69,15 +73,39 @@ def hf_tokenizer(directory: str) -> HFTokenizer:
                      bos_token_id=tokenizer.bos_token_id, stop_ids=_eos_ids(directory))
 
 
+def _saved_init_from(workdir: str) -> str:
+  """`init_from` of the run whose checkpoints are in `workdir` ("" without any)."""
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    return ""
+  from bonjax.training.checkpointing import Checkpointer  # pylint: disable=g-import-not-at-top
+
+  checkpointer = Checkpointer(workdir, read_only=True)
+  try:
+    meta = checkpointer.newest_meta() or {}
+  finally:
+    checkpointer.close()
+  return (meta.get("config") or {}).get("init_from") or ""
+
+
+def architecture_source(init_from: str, max_depth: int = 8) -> str:
+  """`init_from`, or the `hf:` source its chain of run workdirs started from."""
+  source = init_from
+  for _ in range(max_depth):
+    if not source or is_weights_source(source):
+      break
+    source = _saved_init_from(source)
+  return source if source.startswith(HF_PREFIX) else init_from
+
+
 def model_and_tokenizer(config: ml_collections.ConfigDict) -> tuple[ModelConfig, Tokenizer]:
-  """The run's architecture and tokenizer: the HF checkpoint's for `init_from="hf:<dir>"`, else
-  `model.preset` and `tokenizer.name`.
+  """The run's architecture and tokenizer: the HF checkpoint's for `init_from="hf:<dir>"` (or a
+  run that started from one), else `model.preset` and `tokenizer.name`.
 
   Raises:
     ValueError: naming `init_from` and what is missing or unsupported in the directory;
       KeyError: an unknown preset or tokenizer.
   """
-  init_from = config.get("init_from", "") or ""
+  init_from = architecture_source(config.get("init_from", "") or "")
   directory = hf_directory(init_from)
   if directory is None:
     return architecture(config), build_tokenizer(config)

@@ -26,6 +26,7 @@ from bonjax.models.config import ModelConfig
 from bonjax.objectives.bond import ema_anchor_update
 from bonjax.objectives.inputs import ObjectiveInputs
 from bonjax.objectives.registry import ObjectiveSpec, get_objective
+from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training.reference_samples import ReferenceSampleCache, best_of_subset
 from bonjax.models.logprobs import policy_temperature
 from bonjax.training.rollouts import group_logprobs, sample_and_score
@@ -157,7 +158,7 @@ class OnPolicyTrainer:
                                                              "completions", "completion_mask")})
     logprobs, _ = self._logprob_fn(params, sharded["prompt_tokens"], sharded["prompt_valid"],
                                    sharded["completions"], sharded["completion_mask"])
-    return np.asarray(jax.device_get(logprobs), np.float32)
+    return np.asarray(fetch_to_host(logprobs), np.float32)
 
   def _add_gold_expert(self, batch: dict[str, np.ndarray], examples) -> None:
     """Expert = the task's gold answer; its verifier score is what BoN-SFT compares against."""

@@ -15,6 +15,7 @@ from bonjax.data.batching import encode_prompts
 from bonjax.data.example import TaskExample
 from bonjax.models.config import ModelConfig
 from bonjax.models.logprobs import sequence_logprobs
+from bonjax.parallel.distributed import fetch_to_host
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
@@ -91,7 +92,7 @@ def sample_and_score(setup: RunSetup, params: Any, examples: Sequence[TaskExampl
     padded = np.concatenate([take, np.full(prompt_batch_size - len(take), take[0])])
     rollout = setup.sample(params, sampling, prompt_tokens[padded], prompt_valid[padded],
                            ids[padded], rng, step)
-    rollout = jax.device_get(rollout)
+    rollout = fetch_to_host(rollout)  # Split over hosts in a multi-process run.
     parts.append({f: np.asarray(getattr(rollout, f))[:len(take)] for f in _ROLLOUT_FIELDS})
   rollout = {f: np.concatenate([p[f] for p in parts]) for f in _ROLLOUT_FIELDS}
   texts = [[tok.decode(sample_tokens) for sample_tokens in row] for row in rollout["tokens"]]

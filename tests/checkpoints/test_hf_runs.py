@@ -78,6 +78,14 @@ def test_hf_checkpoint_trains_evaluates_and_exports(tmp_path):
   assert main.run(_argv(source, workdir, "--mode=export", f"--export_dir={export_dir}")) == 0
   params, step = loop.restore_params(setup, workdir)
   assert step == 2
+  # A run starting from that workdir (RL after SFT) inherits the checkpoint's model.
+  follow_up = _config(source)
+  follow_up.init_from = workdir
+  follow_setup = build_run_setup(follow_up)
+  assert (follow_setup.model_cfg, follow_setup.stop_ids) == (setup.model_cfg, (2, 0))
+  follow_params, _ = loop.restore_params(follow_setup, workdir)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params),
+               jax.device_get(follow_params))
   tokens = np.random.default_rng(0).integers(0, 263, size=(2, 10))
   ours = our_logits(setup.model_cfg, jax.device_get(params), tokens)
   exported = _torch_logits(export_dir, tokens)
