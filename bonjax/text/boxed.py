@@ -13,7 +13,7 @@ _BARE_ARGUMENT = re.compile(r"[^\s$]*")
 _BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)  # An escape pair, or a brace.
 
 
-def _brace_pairs(text: str) -> dict[int, int]:
+def brace_pairs(text: str) -> dict[int, int]:
   """Position of each `{` -> position of its matching `}`, in one pass.
 
   A backslash escapes the next character, so `\\{` and `\\}` (literal braces) do not nest,
@@ -44,7 +44,7 @@ def last_boxed(text: str) -> str | None:
     the stripped argument, or None when no box has a non-empty, closed argument.
   """
   matches = list(_BOX_COMMANDS.finditer(text))
-  pairs = _brace_pairs(text) if matches else {}
+  pairs = brace_pairs(text) if matches else {}
   for match in reversed(matches):
     pos = match.end()
     while pos < len(text) and text[pos] == " ":

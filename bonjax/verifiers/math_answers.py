@@ -25,7 +25,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-from bonjax.text.boxed import last_boxed
+from bonjax.text.boxed import brace_pairs, last_boxed
 from bonjax.verifiers import pool as pool_lib
 from bonjax.verifiers.base import Status, VerifierResult
 
@@ -206,7 +206,7 @@ def _nesting_depth(text: str) -> int:
 
 def _power_tower_height(text: str) -> int:
   """How many powers are stacked: 1 for `x^2`, 2 for `10^{10^{10}}`; braced exponents only."""
-  pairs = _brace_pairs(text)
+  pairs = brace_pairs(text)
   ends: list[int] = []  # Closing positions of the exponent groups we are inside.
   height = 0
   for match in _POWER.finditer(text):
