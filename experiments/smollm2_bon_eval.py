@@ -24,8 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.task.operators = "+-"
   c.task.num_digits = 2
-  c.task.chat_template = True  # Wrap the instruction in the model's chat template.
-  c.task.instruction = "What is {expression}? Reply with only the final number."
+  c.task.chat_template = True  # Wrap the templated prompt in the model's chat template.
+  c.task.template = "What is {expression}? Reply with only the final number."
   c.task.strict_answers = False  # The last integer in the reply ("The answer is 85.").
 
   c.lengths.prompt_buckets = (64,)

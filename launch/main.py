@@ -11,7 +11,9 @@ Any config field can be overridden:
       --config.train.num_steps=500 --config.eval.num_samples=32
 
 Modes: train (resumes from the latest checkpoint in --workdir, evaluates at the end), eval
-(BoN evaluation of the latest checkpoint), sample (prints completions of a few prompts).
+(BoN evaluation of the latest checkpoint), sample (prints completions of a few prompts),
+export (the latest checkpoint as a Hugging Face checkpoint in --export_dir: safetensors,
+config and tokenizer, loadable by transformers).
 
 A training run holds its workdir alone (`<workdir>/run.lock`), and resumes a checkpoint only
 if it was made with the same config, up to fields that do not change what is trained (run
@@ -47,7 +49,7 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO_ROOT not in sys.path:  # Lets `python launch/main.py` import bonjax and experiments.
   sys.path.insert(0, _REPO_ROOT)
 
-from bonjax.training import loop  # noqa: E402
+from bonjax.training import export, loop  # noqa: E402
 from launch.logging_setup import quiet_library_logs  # noqa: E402
 from bonjax.training.checkpointing import CheckpointError  # noqa: E402
 from bonjax.training.config_validation import ConfigError  # noqa: E402
@@ -55,7 +57,7 @@ from bonjax.training.nonfinite import NonFiniteError  # noqa: E402
 from bonjax.training.workdir import WorkdirError, WorkdirLockedError  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(_REPO_ROOT, "experiments", "quickstart.py")
-MODES = ("train", "eval", "sample")
+MODES = ("train", "eval", "sample", "export")
 
 EXIT_USAGE = 2
 EXIT_PREEMPTED = 3
@@ -101,6 +103,9 @@ def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> dict[st
           "(default: ./workdir/<config file name>).", flag_values=flag_values),
       "mode": flags.DEFINE_enum("mode", "train", list(MODES), "What to run.",
                                 flag_values=flag_values),
+      "export_dir": flags.DEFINE_string(
+          "export_dir", None, "--mode=export: directory of the Hugging Face checkpoint.",
+          flag_values=flag_values),
       "allow_config_change": flags.DEFINE_bool(
           "allow_config_change", False, "Resume a workdir checkpoint made with another config "
           "(model, data, optimizer, ...), logging each change, instead of refusing.",
@@ -190,6 +195,8 @@ def parse_command_line(argv: Sequence[str]) -> dict[str, Any]:
   flags.FLAGS.mark_as_parsed()
   if not values["workdir"]:
     values["workdir"] = default_workdir(flag_values["config"].config_filename)
+  if values["mode"] == "export" and not values["export_dir"]:
+    raise UsageError("--mode=export needs --export_dir=<directory>")
   return values
 
 
@@ -236,6 +243,9 @@ def execute(args: dict[str, Any]) -> int:
   try:
     if mode == "train":
       result = loop.train(args["config"], workdir, args["allow_config_change"])
+    elif mode == "export":
+      result = export.export_policy(args["config"], workdir, args["export_dir"])
+      print(f"exported step {result['step']} to {result['export_dir']}")
     else:
       result = {"eval": loop.evaluate, "sample": loop.sample}[mode](args["config"], workdir)
   except Exception as e:

@@ -5,7 +5,9 @@
 
 Writes `config.json` (the HF architecture is chosen by `cfg.family`, see
 `hf_layout.EXPORT_ARCHITECTURE`), `model.safetensors` (float32 by default), a
-`generation_config.json` with the token ids, and the tokenizer files when a tokenizer is given.
+`generation_config.json` with the token ids (every stop id as `eos_token_id`), and the
+tokenizer files when a tokenizer is given (`hf_tokenizer_for` turns the character tokenizer
+of the built-in tasks into an equivalent `tokenizers` one).
 """
 
 from __future__ import annotations
@@ -64,7 +66,48 @@ def save_hf_checkpoint(directory: str, cfg: ModelConfig, params: dict, tokenizer
   return arch.model_type
 
 
-def _token_ids(tokenizer: Any) -> dict[str, int | None]:
+def _token_ids(tokenizer: Any) -> dict[str, Any]:
   bos = getattr(tokenizer, "bos_token_id", tokenizer.bos_id)
-  return {"bos_token_id": bos, "eos_token_id": tokenizer.eos_id,
+  stops = list(getattr(tokenizer, "stop_ids", ()) or [tokenizer.eos_id])
+  return {"bos_token_id": bos, "eos_token_id": stops[0] if len(stops) == 1 else stops,
           "pad_token_id": tokenizer.pad_id}
+
+
+def _char_tokenizer_to_hf(tokenizer: Any) -> Any:
+  """The character tokenizer as an HFTokenizer with the same ids: one word-level token per
+  character, specials <pad>, <s>, </s> at its reserved ids."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+
+  from bonjax.tokenizers.hf import HFTokenizer  # pylint: disable=g-import-not-at-top
+
+  specials = {tokenizer.pad_id: "<pad>", tokenizer.bos_id: "<s>", tokenizer.eos_id: "</s>"}
+  vocab = {token: i for i, token in specials.items()}
+  vocab.update({c: i for i, c in enumerate(tokenizer.alphabet, start=tokenizer._RESERVED)})  # pylint: disable=protected-access
+  model = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
+  model.add_special_tokens(list(specials.values()))
+  model.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex(r"[\s\S]"), "isolated")
+  model.decoder = tokenizers.decoders.Fuse()
+  # Prompts start with BOS (data.batching.encode_prompt): transformers' encode adds it too.
+  model.post_processor = tokenizers.processors.TemplateProcessing(
+      single="<s> $A", special_tokens=[("<s>", tokenizer.bos_id)])
+  return HFTokenizer(model, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                     bos_id=tokenizer.bos_id)
+
+
+# Tokenizer class name -> converter to an object with `save(directory)` in transformers' format.
+_TOKENIZER_CONVERTERS = {"CharTokenizer": _char_tokenizer_to_hf}
+
+
+def hf_tokenizer_for(tokenizer: Any) -> Any:
+  """`tokenizer` in a form `save_hf_checkpoint` can write (HF tokenizers are returned as is).
+
+  Raises:
+    ValueError: a tokenizer type with no HF form.
+  """
+  if hasattr(tokenizer, "save"):
+    return tokenizer
+  name = type(tokenizer).__name__
+  if name not in _TOKENIZER_CONVERTERS:
+    raise ValueError(f"tokenizer {name}: no Hugging Face form; known: "
+                     f"{sorted(_TOKENIZER_CONVERTERS)} and HF tokenizers")
+  return _TOKENIZER_CONVERTERS[name](tokenizer)

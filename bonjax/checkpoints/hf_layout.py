@@ -1,6 +1,7 @@
 """The Hugging Face checkpoint layout of each supported architecture, both ways.
 
-One table per HF architecture (llama, gemma2, gemma3_text) says how its `config.json` maps to a
+One table per HF architecture (llama incl. SmolLM2 and Llama 3, qwen2, qwen3, gemma2,
+gemma3_text) says how its `config.json` maps to a
 `ModelConfig` and back, and how its tensor names map to our params. Every importer and the
 exporter go through here: HF safetensors -> params (`params_from_hf_state`), params -> HF
 (`hf_state_from_params`), and GGUF files, which are first renamed to HF names. So the export
@@ -20,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bonjax.models.config import ModelConfig
+from bonjax.models.config import ModelConfig, RopeScaling
 
 Params = dict[str, Any]
 HFState = dict[str, np.ndarray]
@@ -103,18 +104,72 @@ def _common_from_hf(hf: dict) -> dict:
   }
 
 
-def _rope_theta(hf: dict, layer_type: str | None, default: float) -> float:
-  """The rotary base, from `rope_parameters` (nested per layer type or flat) or `rope_theta`."""
-  params = hf.get("rope_parameters") or {}
+# rope_type of a config.json -> whether we implement it (see config.RopeScaling).
+_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def _rope(hf: dict, layer_type: str | None, default: float) -> tuple[float, RopeScaling | None]:
+  """The rotary base and scaling, from `rope_parameters` (nested per layer type or flat) or the
+  legacy `rope_theta` / `rope_scaling` keys.
+
+  Raises:
+    ValueError: a rope type we do not implement, naming the config field.
+  """
+  params, field = hf.get("rope_parameters") or {}, "rope_parameters"
   if layer_type is not None and isinstance(params.get(layer_type), dict):
-    params = params[layer_type]
-  legacy_scaling = hf.get("rope_scaling") or {}
-  for scaling in (params.get("rope_type"), legacy_scaling.get("rope_type"),
-                  legacy_scaling.get("type")):
-    if scaling not in (None, "default"):
-      raise ValueError(f"rope_type={scaling!r}: only unscaled rotary embeddings are supported")
+    params, field = params[layer_type], f"rope_parameters.{layer_type}"
+  scaling = params
+  if params.get("rope_type") in (None, "default") and hf.get("rope_scaling"):
+    # Legacy configs put the scaling of global layers under rope_scaling (Gemma 3: local layers
+    # are never scaled).
+    scaling = {} if layer_type == "sliding_attention" else hf["rope_scaling"]
+    field = "rope_scaling"
+  rope_type = scaling.get("rope_type", scaling.get("type")) or "default"
+  if rope_type not in _ROPE_TYPES:
+    raise ValueError(f"config.json {field}.rope_type={rope_type!r}: unsupported; supported: "
+                     f"{list(_ROPE_TYPES)}")
+  for key in ("partial_rotary_factor", "attention_factor"):
+    value = params.get(key, hf.get(key))
+    if value not in (None, 1, 1.0):
+      raise ValueError(f"config.json {key}={value!r}: unsupported (only 1.0)")
   legacy = {"full_attention": "rope_theta", "sliding_attention": "rope_local_base_freq"}
-  return float(params.get("rope_theta", hf.get(legacy.get(layer_type, "rope_theta"), default)))
+  theta = float(params.get("rope_theta", hf.get(legacy.get(layer_type, "rope_theta"), default)))
+  if rope_type == "default":
+    return theta, None
+  if rope_type == "linear":
+    return theta, RopeScaling(rope_type="linear", factor=float(scaling["factor"]))
+  original = scaling.get("original_max_position_embeddings",
+                         hf.get("max_position_embeddings", 8192))
+  return theta, RopeScaling(rope_type=rope_type, factor=float(scaling["factor"]),
+                            low_freq_factor=float(scaling.get("low_freq_factor", 1.0)),
+                            high_freq_factor=float(scaling.get("high_freq_factor", 4.0)),
+                            original_max_position_embeddings=int(original))
+
+
+def _rope_to_hf(base: float, scaling: RopeScaling | None) -> dict:
+  """One `rope_parameters` entry of config.json."""
+  if scaling is None:
+    return {"rope_type": "default", "rope_theta": base}
+  out = {"rope_type": scaling.rope_type, "rope_theta": base, "factor": scaling.factor}
+  if scaling.rope_type == "llama3":
+    out.update(low_freq_factor=scaling.low_freq_factor, high_freq_factor=scaling.high_freq_factor,
+               original_max_position_embeddings=scaling.original_max_position_embeddings)
+  return out
+
+
+def _check_fields(hf: dict, model_type: str, allowed: dict[str, tuple]) -> None:
+  """Raises ValueError naming the first config.json field whose value we do not implement.
+
+  Args:
+    hf: config.json contents.
+    model_type: for the message.
+    allowed: field -> the values we implement (an absent field passes).
+  """
+  for field, values in allowed.items():
+    value = hf.get(field)
+    if value is not None and value not in values:
+      raise ValueError(f"HF {model_type} config.json {field}={value!r}: unsupported; supported: "
+                       f"{[v for v in values if v is not None]}")
 
 
 def _query_pre_attn_scalar(cfg: ModelConfig) -> int | float:
@@ -144,26 +199,58 @@ def _window_from_layer_types(hf: dict, default_every: int) -> int:
 
 def _llama_to_hf(cfg: ModelConfig) -> dict:
   _require(cfg, "llama", activation="silu", norm_plus_one=False, embed_scale=False, qk_norm=False,
-           post_norms=False, sliding_window=None, attn_softcap=None, final_softcap=None)
+           post_norms=False, sliding_window=None, attn_softcap=None, final_softcap=None,
+           qkv_bias=False)
   if cfg.query_scale is not None and not math.isclose(cfg.query_scale, cfg.head_dim**-0.5):
     raise ValueError(f"model.query_scale={cfg.query_scale}: HF llama uses head_dim ** -0.5")
   return {**_common_to_hf(cfg), "hidden_act": "silu", "mlp_bias": False,
-          "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_base},
+          "rope_parameters": _rope_to_hf(cfg.rope_base, cfg.rope_scaling),
           "bos_token_id": cfg.bos_id}
 
 
 def _llama_from_hf(hf: dict) -> ModelConfig:
-  if hf.get("hidden_act", "silu") != "silu" or hf.get("attention_bias") or hf.get("mlp_bias"):
-    raise ValueError("HF llama config with a non-silu activation or biases is not supported")
-  base = _rope_theta(hf, None, 10_000.0)
+  _check_fields(hf, "llama", {"hidden_act": ("silu",), "attention_bias": (False,),
+                              "mlp_bias": (False,)})
+  base, scaling = _rope(hf, None, 10_000.0)
   return ModelConfig(family="llama", activation="silu", tie_embeddings=hf.get(
-      "tie_word_embeddings", False), rope_base=base, local_rope_base=base,
+      "tie_word_embeddings", False), rope_base=base, local_rope_base=base, rope_scaling=scaling,
+                     bos_id=hf.get("bos_token_id"), **_common_from_hf(hf))
+
+
+def _qwen_to_hf(cfg: ModelConfig, model_type: str) -> dict:
+  qwen3 = model_type == "qwen3"
+  _require(cfg, model_type, activation="silu", norm_plus_one=False, embed_scale=False,
+           qk_norm=qwen3, qkv_bias=not qwen3, post_norms=False, sliding_window=None,
+           attn_softcap=None, final_softcap=None, rope_scaling=None)
+  if cfg.query_scale is not None and not math.isclose(cfg.query_scale, cfg.head_dim**-0.5):
+    raise ValueError(f"model.query_scale={cfg.query_scale}: HF {model_type} uses head_dim ** -0.5")
+  hf = {**_common_to_hf(cfg), "hidden_act": "silu", "use_sliding_window": False,
+        "rope_parameters": _rope_to_hf(cfg.rope_base, None), "bos_token_id": cfg.bos_id}
+  if not qwen3:
+    del hf["attention_bias"]  # Qwen2's q/k/v biases are not a switch.
+  return hf
+
+
+def _qwen_from_hf(hf: dict, model_type: str) -> ModelConfig:
+  qwen3 = model_type == "qwen3"
+  allowed = {"hidden_act": ("silu",), "use_sliding_window": (False,),
+             "layer_types": (["full_attention"] * hf.get("num_hidden_layers", 0),)}
+  if qwen3:
+    allowed["attention_bias"] = (False,)
+  _check_fields(hf, model_type, allowed)
+  base, scaling = _rope(hf, None, 1_000_000.0 if qwen3 else 10_000.0)
+  if scaling is not None:
+    raise ValueError(f"HF {model_type} config.json rope_scaling={scaling.rope_type!r}: "
+                     "unsupported for this family")
+  return ModelConfig(family=model_type, activation="silu",
+                     tie_embeddings=hf.get("tie_word_embeddings", False), rope_base=base,
+                     local_rope_base=base, qk_norm=qwen3, qkv_bias=not qwen3,
                      bos_id=hf.get("bos_token_id"), **_common_from_hf(hf))
 
 
 def _gemma_to_hf(cfg: ModelConfig, model_type: str) -> dict:
   _require(cfg, model_type, activation="gelu_tanh", norm_plus_one=True, embed_scale=True,
-           post_norms=True)
+           post_norms=True, qkv_bias=False)
   hf = {**_common_to_hf(cfg), "hidden_activation": "gelu_pytorch_tanh",
         "query_pre_attn_scalar": _query_pre_attn_scalar(cfg), "layer_types": _layer_types(cfg),
         "sliding_window": cfg.sliding_window, "attn_logit_softcapping": cfg.attn_softcap,
@@ -172,28 +259,31 @@ def _gemma_to_hf(cfg: ModelConfig, model_type: str) -> dict:
 
 
 def _gemma2_to_hf(cfg: ModelConfig) -> dict:
-  _require(cfg, "gemma2", qk_norm=False, local_rope_base=cfg.rope_base)
-  return {**_gemma_to_hf(cfg, "gemma2"),
-          "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_base}}
+  _require(cfg, "gemma2", qk_norm=False, local_rope_base=cfg.rope_base, rope_scaling=None)
+  return {**_gemma_to_hf(cfg, "gemma2"), "rope_parameters": _rope_to_hf(cfg.rope_base, None)}
 
 
 def _gemma3_to_hf(cfg: ModelConfig) -> dict:
   # HF's Gemma 3 attention takes no soft-cap argument (its config field is unused).
   _require(cfg, "gemma3_text", qk_norm=True, attn_softcap=None)
   return {**_gemma_to_hf(cfg, "gemma3_text"), "rope_parameters": {
-      "full_attention": {"rope_type": "default", "rope_theta": cfg.rope_base},
-      "sliding_attention": {"rope_type": "default", "rope_theta": cfg.local_rope_base}}}
+      "full_attention": _rope_to_hf(cfg.rope_base, cfg.rope_scaling),
+      "sliding_attention": _rope_to_hf(cfg.local_rope_base, None)}}
 
 
 def _gemma_from_hf(hf: dict, family: str, default_every: int, qk_norm: bool) -> ModelConfig:
   common = _common_from_hf(hf)
-  if hf.get("hidden_activation", hf.get("hidden_act")) not in ("gelu_pytorch_tanh", None):
-    raise ValueError(f"HF {family} config: only gelu_pytorch_tanh is supported")
+  _check_fields(hf, family, {"hidden_activation": ("gelu_pytorch_tanh",),
+                             "hidden_act": ("gelu_pytorch_tanh",)})
+  rope_base, scaling = _rope(hf, "full_attention", 1_000_000.0 if qk_norm else 10_000.0)
+  local_rope_base, local_scaling = _rope(hf, "sliding_attention", 10_000.0)
+  if local_scaling is not None:
+    raise ValueError(f"HF {family} config.json rope_parameters.sliding_attention.rope_type="
+                     f"{local_scaling.rope_type!r}: unsupported (local layers are unscaled)")
   return ModelConfig(
       family=family, activation="gelu_tanh", norm_plus_one=True, embed_scale=True,
       tie_embeddings=hf.get("tie_word_embeddings", True),
-      rope_base=_rope_theta(hf, "full_attention", 1_000_000.0 if qk_norm else 10_000.0),
-      local_rope_base=_rope_theta(hf, "sliding_attention", 10_000.0),
+      rope_base=rope_base, local_rope_base=local_rope_base, rope_scaling=scaling,
       sliding_window=hf.get("sliding_window"),
       global_every=_window_from_layer_types(hf, default_every) if hf.get("sliding_window") else 0,
       qk_norm=qk_norm, post_norms=True,
@@ -215,6 +305,12 @@ def _gemma3_from_hf(hf: dict) -> ModelConfig:
 HF_ARCHITECTURES: dict[str, HFArchitecture] = {
     "llama": HFArchitecture("llama", "LlamaForCausalLM", _LLAMA_NORMS, _llama_to_hf,
                             _llama_from_hf),
+    "qwen2": HFArchitecture("qwen2", "Qwen2ForCausalLM", _LLAMA_NORMS,
+                            lambda cfg: _qwen_to_hf(cfg, "qwen2"),
+                            lambda hf: _qwen_from_hf(hf, "qwen2")),
+    "qwen3": HFArchitecture("qwen3", "Qwen3ForCausalLM", {**_LLAMA_NORMS, **_QK_NORMS},
+                            lambda cfg: _qwen_to_hf(cfg, "qwen3"),
+                            lambda hf: _qwen_from_hf(hf, "qwen3")),
     "gemma2": HFArchitecture("gemma2", "Gemma2ForCausalLM", _GEMMA_NORMS, _gemma2_to_hf,
                              _gemma2_from_hf),
     "gemma3_text": HFArchitecture("gemma3_text", "Gemma3ForCausalLM", {**_GEMMA_NORMS,
@@ -226,6 +322,8 @@ HF_ARCHITECTURES: dict[str, HFArchitecture] = {
 EXPORT_ARCHITECTURE: dict[str, str] = {
     "tiny": "llama",
     "llama": "llama",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
     "gemma": "gemma2",
     "gemma2": "gemma2",
     "gemma3": "gemma3_text",
@@ -283,6 +381,15 @@ def _layer_matrices(cfg: ModelConfig) -> dict[str, tuple[str, Callable, Callable
   }
 
 
+def _layer_biases(cfg: ModelConfig) -> dict[str, tuple[str, int]]:
+  """Our q/k/v bias param -> (HF name, heads); HF stores [heads * Dh], we [heads, Dh]."""
+  if not cfg.qkv_bias:
+    return {}
+  return {"q_bias": ("self_attn.q_proj.bias", cfg.num_heads),
+          "k_bias": ("self_attn.k_proj.bias", cfg.num_kv_heads),
+          "v_bias": ("self_attn.v_proj.bias", cfg.num_kv_heads)}
+
+
 def _layer_norm_names(cfg: ModelConfig, arch: HFArchitecture) -> dict[str, str]:
   wanted = {"attn_norm", "mlp_norm"}
   if cfg.post_norms:
@@ -318,6 +425,8 @@ def hf_state_from_params(cfg: ModelConfig, params: Params, arch: HFArchitecture)
       state[prefix + name] = np.ascontiguousarray(to_hf(host(layers[ours][i])))
     for ours, name in _layer_norm_names(cfg, arch).items():
       state[prefix + name] = host(layers[ours][i])
+    for ours, (name, _) in _layer_biases(cfg).items():
+      state[prefix + name] = host(layers[ours][i]).reshape(-1)
   return state
 
 
@@ -356,6 +465,8 @@ def params_from_hf_state(cfg: ModelConfig, state: HFState, arch: HFArchitecture)
       per_layer.setdefault(ours, []).append(from_hf(get(prefix + name, hf_shapes[ours])))
     for ours, name in _layer_norm_names(cfg, arch).items():
       per_layer.setdefault(ours, []).append(get(prefix + name, norm_shapes.get(ours, (d,))))
+    for ours, (name, heads) in _layer_biases(cfg).items():
+      per_layer.setdefault(ours, []).append(get(prefix + name, (heads * hd,)).reshape(heads, hd))
   params: Params = {
       "embedding": get("model.embed_tokens.weight", (cfg.vocab_size, d)),
       "final_norm": get("model.norm.weight", (d,)),

@@ -13,6 +13,7 @@ import ml_collections
 
 from bonjax.checkpoints import pretrained
 from bonjax.tokenizers.base import Tokenizer
+from bonjax.tokenizers.byte import ByteTokenizer
 from bonjax.tokenizers.char import CharTokenizer
 
 TokenizerFactory = Callable[[ml_collections.ConfigDict], Tokenizer]
@@ -23,6 +24,7 @@ def _pretrained(config: ml_collections.ConfigDict) -> Tokenizer:
 
 TOKENIZERS: dict[str, TokenizerFactory] = {
     "char": lambda config: CharTokenizer(),
+    "byte": lambda config: ByteTokenizer(),  # any text, with model.preset="tiny-byte"
     "pretrained": _pretrained,  # tokenizer.model: a name of bonjax.checkpoints.pretrained
 }
 

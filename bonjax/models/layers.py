@@ -7,7 +7,7 @@ are cheap and their rounding errors compound across layers.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +54,35 @@ def rope_inverse_frequencies(bases: np.ndarray | list[float], head_dim: int) -> 
   return (1.0 / bases**exponents[None, :]).astype(np.float32)
 
 
+def scale_rope_frequencies(inv_freq: np.ndarray, scaling) -> np.ndarray:
+  """Inverse frequencies under a `config.RopeScaling` (the formulas of HF's rope utilities).
+
+  Args:
+    inv_freq: [..., head_dim // 2] unscaled inverse frequencies.
+    scaling: a RopeScaling ("linear" or "llama3").
+
+  Returns:
+    The scaled frequencies, same shape and dtype.
+  """
+  inv = np.asarray(inv_freq, dtype=np.float64)
+  if scaling.rope_type == "linear":
+    return (inv / scaling.factor).astype(inv_freq.dtype)
+  if scaling.rope_type != "llama3":
+    raise ValueError(f"rope_scaling.rope_type={scaling.rope_type!r}: expected linear or llama3")
+  context = scaling.original_max_position_embeddings
+  low_wavelen = context / scaling.low_freq_factor
+  high_wavelen = context / scaling.high_freq_factor
+  wavelen = 2 * np.pi / inv
+  # Long wavelengths (low frequencies) are stretched by `factor`, short ones kept, and the band
+  # between is interpolated.
+  scaled = np.where(wavelen > low_wavelen, inv / scaling.factor, inv)
+  smooth = ((context / wavelen - scaling.low_freq_factor)
+            / (scaling.high_freq_factor - scaling.low_freq_factor))
+  smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+  medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+  return np.where(medium, smoothed, scaled).astype(inv_freq.dtype)
+
+
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: jax.Array) -> jax.Array:
   """Rotates `x` by its positions with the split-half ("rotate half") layout.
 
@@ -83,6 +112,19 @@ def soft_cap(x: jax.Array, cap: float | None) -> jax.Array:
   return cap * jnp.tanh(x / cap)
 
 
+def matmul_precision(dtype: Any) -> jax.lax.Precision:
+  """The precision of every model matmul whose inputs have `dtype`.
+
+  float32 inputs get Precision.HIGHEST: without it XLA:GPU runs float32 matmuls as TF32 (10-bit
+  mantissa) on NVIDIA GPUs, and the sampler's log-probs then differ from the trainer's by ~1e-3,
+  enough to bias on-policy importance ratios and KL terms. Other dtypes (bfloat16) keep
+  Precision.DEFAULT: one bfloat16 pass, accumulated in float32 (`preferred_element_type`).
+  On CPU both are the same kernel.
+  """
+  return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else jax.lax.Precision.DEFAULT
+
+
 def dense(x: jax.Array, w: jax.Array, spec: str) -> jax.Array:
-  """Einsum in x's dtype with float32 accumulation; returns float32."""
-  return jnp.einsum(spec, x, w.astype(x.dtype), preferred_element_type=jnp.float32)
+  """Einsum in x's dtype with float32 accumulation and `matmul_precision`; returns float32."""
+  return jnp.einsum(spec, x, w.astype(x.dtype), precision=matmul_precision(x.dtype),
+                    preferred_element_type=jnp.float32)

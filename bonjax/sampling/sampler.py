@@ -34,6 +34,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from bonjax.models import kv_cache
 from bonjax.models import transformer
@@ -74,7 +75,8 @@ class SamplingParams:
     top_k: 0 for off, else draw among the k most likely tokens.
     top_p: 1.0 for off, else nucleus sampling on the tempered (and top-k) distribution.
       Without top_k this sorts the whole vocabulary at every step: bound it with top_k.
-    eos_id: stop token; None never stops early.
+    eos_id: stop token, or a tuple of them (any one stops, e.g. Llama 3's <|eot_id|> and
+      <|end_of_text|>); None never stops early.
     pad_id: written after the stop token.
     block_size: block width of the exact two-stage full-vocabulary sampler.
     prefill_per_sample: prefill each prompt N times (one row per sample) instead of once per
@@ -86,7 +88,7 @@ class SamplingParams:
   temperature: float = 1.0
   top_k: int = 0
   top_p: float = 1.0
-  eos_id: int | None = 2
+  eos_id: int | tuple[int, ...] | None = 2
   pad_id: int = 0
   block_size: int = 256
   prefill_per_sample: bool = False
@@ -154,7 +156,8 @@ def _record(state: _LoopState, tokens: jax.Array, logprobs: jax.Array,
   """Writes slot state.index for samples still running and advances the slot."""
   alive = ~state.done
   t = state.index
-  stopped = (tokens == sampling.eos_id) if sampling.eos_id is not None else False
+  stop_ids = () if sampling.eos_id is None else np.atleast_1d(sampling.eos_id).tolist()
+  stopped = functools.reduce(jnp.logical_or, [tokens == i for i in stop_ids], False)
   return state.replace(
       index=t + 1,
       tokens=state.tokens.at[:, :, t].set(jnp.where(alive, tokens, sampling.pad_id)),

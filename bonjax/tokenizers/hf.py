@@ -5,7 +5,10 @@
 `save` loads in `transformers.AutoTokenizer` and vice versa.
 
 Chat templates are Jinja2 templates over `messages` (a list of {"role", "content"} dicts), as
-in `tokenizer_config.json`; `apply_chat_template` renders one without `transformers`.
+in `tokenizer_config.json`. `chat_prompt` renders them through `transformers`' own
+`apply_chat_template` when it is installed (the `hf` extra), so templates using its extensions
+(`tojson`, `strftime_now`, loop controls) render exactly as there; without it,
+`apply_chat_template` here renders them with jinja2 under the same settings.
 """
 
 from __future__ import annotations
@@ -59,18 +62,25 @@ class HFTokenizer:
     chat_template: Jinja2 chat template, or None for models used with plain prompts.
     bos_token_id: the vocabulary's BOS token even when prompts do not start with it (e.g.
       a chat model whose template opens turns with it); defaults to `bos_id`.
+    stop_ids: every id that ends a completion (e.g. Llama 3's <|eot_id|> and
+      <|end_of_text|>, from generation_config.json); defaults to (eos_id,).
 
   Raises:
     ValueError: an id outside the vocabulary.
   """
 
   def __init__(self, tokenizer, *, eos_id: int, pad_id: int, bos_id: int | None = None,
-               chat_template: str | None = None, bos_token_id: int | None = None):
+               chat_template: str | None = None, bos_token_id: int | None = None,
+               stop_ids: Sequence[int] = ()):
     self.tokenizer = tokenizer
     self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
-    for name, value in (("eos_id", eos_id), ("pad_id", pad_id), ("bos_id", bos_id)):
+    stop_ids = tuple(dict.fromkeys([eos_id, *stop_ids]))  # eos_id first, no repeats
+    for name, value in (("eos_id", eos_id), ("pad_id", pad_id), ("bos_id", bos_id),
+                        *(("stop_ids", i) for i in stop_ids)):
       if value is not None and not 0 <= value < self.vocab_size:
         raise ValueError(f"{name}={value}: outside the vocabulary of {self.vocab_size} ids")
+    self.stop_ids = stop_ids
+    self._transformers_tokenizer = None
     self.eos_id = eos_id
     self.pad_id = pad_id
     self.bos_id = bos_id
@@ -82,10 +92,11 @@ class HFTokenizer:
     return self.tokenizer.encode(text, add_special_tokens=False).ids
 
   def decode(self, ids: Sequence[int]) -> str:
-    """Text of `ids` up to the first EOS, without special tokens (pad and BOS included)."""
+    """Text of `ids` up to the first stop id, without special tokens (pad and BOS included)."""
     ids = [int(i) for i in ids]
-    if self.eos_id in ids:
-      ids = ids[:ids.index(self.eos_id)]
+    stops = [n for n, i in enumerate(ids) if i in self.stop_ids]
+    if stops:
+      ids = ids[:stops[0]]
     return self.tokenizer.decode(ids, skip_special_tokens=True)
 
   def token(self, token_id: int) -> str | None:
@@ -102,8 +113,24 @@ class HFTokenizer:
       return user_message if system is None else f"{system}\n\n{user_message}"
     messages = ([] if system is None else [{"role": "system", "content": system}])
     messages.append({"role": "user", "content": user_message})
+    renderer = self._transformers()
+    if renderer is not None:
+      return renderer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return apply_chat_template(self.chat_template, messages, add_generation_prompt=True,
                                **self._special_token_strings())
+
+  def _transformers(self):
+    """This tokenizer as a `transformers.PreTrainedTokenizerFast` (built once), or None when
+    transformers is not installed."""
+    if self._transformers_tokenizer is None:
+      try:
+        import transformers  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        return None
+      tokens = {k: v for k, v in self._special_token_strings().items() if v is not None}
+      self._transformers_tokenizer = transformers.PreTrainedTokenizerFast(
+          tokenizer_object=self.tokenizer, chat_template=self.chat_template, **tokens)
+    return self._transformers_tokenizer
 
   def _special_token_strings(self) -> dict[str, str | None]:
     name = lambda i: None if i is None else self.tokenizer.id_to_token(i)

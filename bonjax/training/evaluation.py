@@ -28,6 +28,7 @@ def diversity_metrics(samples: ScoredSamples) -> dict[str, float]:
   metrics = {
       "distinct_answers_per_prompt": float(np.mean(distinct)),
       "mean_completion_tokens": float(samples.lengths.mean()),
+      "mean_env_reward": float(samples.rewards.mean()),
       "entropy_per_token": float(-samples.logprobs.sum() / max(samples.lengths.sum(), 1)),
   }
   for status in Status:

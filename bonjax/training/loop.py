@@ -4,6 +4,7 @@ and the eval / sample entry points."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -17,11 +18,13 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from bonjax.checkpoints import pretrained
+from bonjax.models import lora
 from bonjax.models import transformer
 from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
+from bonjax.training import memory_budget
+from bonjax.training import model_source
 from bonjax.training.checkpointing import Checkpointer, abstract_like
 from bonjax.training.metrics_writer import MetricsWriter, check_logging_config
 from bonjax.training.nonfinite import NonFiniteGuard
@@ -43,7 +46,9 @@ def state_shardings(setup: RunSetup, optimizer, with_anchor: bool = False) -> An
   boxed = sharding_lib.box_logical(abstract_params,
                                    transformer.param_logical_axes(setup.model_cfg))
   aux = {"anchor": boxed} if with_anchor else None
-  abstract_state = jax.eval_shape(lambda p, a: create_train_state(p, optimizer, 0, a), boxed, aux)
+  trainable = lora.trainable_mask(abstract_params)
+  abstract_state = jax.eval_shape(
+      lambda p, a: create_train_state(p, optimizer, 0, a, trainable), boxed, aux)
   return sharding_lib.boxed_shardings(abstract_state, setup.mesh)
 
 
@@ -52,14 +57,16 @@ def initial_params(setup: RunSetup) -> Any:
   if setup.config.get("init_from"):
     params, step = restore_params(setup, setup.config.init_from)
     logging.info("Initialised from %s (step %d)", setup.config.init_from, step)
-    return params
+    # Fresh LoRA adapters on the loaded weights (or adapters merged for a run without LoRA).
+    return lora.match_adapters(params, setup.model_cfg, jax.random.key(setup.config.seed))
   return setup.init_params(setup.config.seed)
 
 
 def init_state(setup: RunSetup, optimizer, shardings: Any, params: Any,
                aux: Any = None) -> TrainState:
   """Fresh TrainState from `params`, created directly in its sharded layout."""
-  create = lambda p, a: create_train_state(p, optimizer, setup.config.seed, a)
+  create = lambda p, a: create_train_state(p, optimizer, setup.config.seed, a,
+                                           lora.trainable_mask(p))
   return jax.jit(create, out_shardings=shardings)(params, aux)
 
 
@@ -80,7 +87,12 @@ def reference_copy(setup: RunSetup, params: Any) -> Any:
   if (not setup.config.get("init_from")
       and not objective_registry.trains_on_samples(setup.config.algorithm)):
     return None
-  return jax.jit(lambda p: jax.tree.map(jnp.copy, p))(params)
+  if lora.has_adapters(params):  # The base weights (adapters off) are the reference: no copy.
+    return None
+  # Kept in the compute dtype (norm weights float32): the forward pass casts weights to it
+  # anyway, so reference log-probs are unchanged and a bfloat16 copy takes half the memory.
+  return jax.jit(lambda p: jax.tree.map(jnp.copy, transformer.cast_params(
+      p, setup.compute_dtype)))(params)
 
 
 @contextlib.contextmanager
@@ -182,7 +194,8 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
   # Rows after the step resumed from (a fresh start: all rows) belong to the interrupted run.
   writer = MetricsWriter(workdir, resume_step=start, config=config)
   step_fn = make_train_step(trainer.loss_fn, optimizer, learning_rate_schedule(train_cfg),
-                            trainer.aux_update())
+                            trainer.aux_update(), trainable=lora.trainable_mask(state.params),
+                            grad_accum_steps=memory_budget.grad_accum_steps(config))
   step_fn = _LazilyShardedStep(step_fn, shardings, setup)
 
   try:
@@ -194,6 +207,7 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
       logging.warning("SIGTERM: saved step %d; rerun the same command to resume.", done)
       return {"preempted_at": done}
     checkpointer.wait()
+    reference = trainer_reference(trainer, state, reference)
     report = evaluation.evaluate_bon(setup, state.params, done, reference_params=reference)
     writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
     writer.write_bon_curve(done, report["curve"])
@@ -218,13 +232,21 @@ class _LazilyShardedStep:
   def __call__(self, state: TrainState, batch: dict[str, np.ndarray]):
     if self._compiled is None:
       batch_shardings = {k: self._setup.batch_sharding(np.ndim(v)) for k, v in batch.items()}
-      self._compiled = jit_train_step(self._step_fn, self._state_shardings, batch_shardings,
-                                      self._setup.mesh)
+      jitted = jit_train_step(self._step_fn, self._state_shardings, batch_shardings,
+                              self._setup.mesh)
+      sharded = self._setup.shard_batch(batch)
+      self._compiled = jitted.lower(state, sharded).compile()
+      memory_budget.log_compiled_memory(self._compiled, self._setup.memory_plan)
+      return self._compiled(state, sharded)
     return self._compiled(state, self._setup.shard_batch(batch))
 
 
-def trainer_reference(trainer) -> Any:
-  return getattr(trainer, "reference_params", None)
+def trainer_reference(trainer, state: TrainState, reference: Any = None) -> Any:
+  """The frozen reference policy: `reference` or the trainer's copy, or a LoRA run's base
+  weights (its params without the adapters: no copy)."""
+  if reference is None and lora.has_adapters(state.params):
+    return lora.without_adapters(state.params)
+  return reference if reference is not None else getattr(trainer, "reference_params", None)
 
 
 def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: int,
@@ -268,32 +290,10 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
       break
     if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.num_steps:
       report = evaluation.evaluate_bon(setup, state.params, done, progress=False,
-                                       reference_params=trainer_reference(trainer))
+                                       reference_params=trainer_reference(trainer, state))
       writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
       writer.write_bon_curve(done, report["curve"])
   return state, done
-
-
-# `init_from = "pretrained:<name>"` starts from a pretrained model's weights.
-PRETRAINED_PREFIX = "pretrained:"
-
-
-def pretrained_params(setup: RunSetup, name: str) -> Any:
-  """Weights of pretrained model `name` in the run's parameter layout.
-
-  Raises:
-    ConfigError: unknown name, or an architecture other than `model.preset`.
-  """
-  try:
-    cfg, params = pretrained.load_pretrained_once(name)
-  except KeyError as e:
-    raise ConfigError(f"init_from={PRETRAINED_PREFIX + name!r}: {e.args[0]}") from None
-  if cfg != setup.model_cfg:
-    raise ConfigError(f"init_from={PRETRAINED_PREFIX + name!r} is not model.preset="
-                      f"{setup.config.model.preset!r}; set the preset of that model")
-  # A copy: on one device device_put would alias the process-wide cached arrays, and the train
-  # step donates its parameters, which would delete them for every later user in this process.
-  return jax.device_put(params, setup.param_shardings(), may_alias=False)
 
 
 def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
@@ -306,8 +306,11 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
     FileNotFoundError: no checkpoint, with the command that makes one.
     ConfigError: the checkpoint holds another architecture.
   """
-  if workdir.startswith(PRETRAINED_PREFIX):
-    return pretrained_params(setup, workdir[len(PRETRAINED_PREFIX):]), 0
+  if model_source.is_weights_source(workdir):  # "pretrained:<name>" or "hf:<directory>"
+    try:
+      return model_source.load_params(setup, workdir), 0
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   checkpointer = Checkpointer(workdir, read_only=True)
   try:
     meta = checkpointer.newest_meta()
@@ -320,11 +323,13 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
       raise ConfigError(f"checkpoint {workdir} holds model.preset={saved.model.preset!r} but this "
                         f"run has model.preset={setup.config.model.preset!r}")
     optimizer = make_optimizer(saved.train)
-    shardings = state_shardings(setup, optimizer, with_anchor=meta.get("has_aux", False))
+    # The checkpoint's own layout: with LoRA adapters (and their optimizer state) or without.
+    saved_setup = dataclasses.replace(setup, model_cfg=memory_budget.model_config(saved))
+    shardings = state_shardings(saved_setup, optimizer, with_anchor=meta.get("has_aux", False))
+    init = lambda: transformer.init_params(saved_setup.model_cfg, jax.random.key(0))
     abstract = jax.eval_shape(lambda: create_train_state(
-        transformer.init_params(setup.model_cfg, jax.random.key(0)), optimizer, 0,
-        ({"anchor": transformer.init_params(setup.model_cfg, jax.random.key(0))}
-         if meta.get("has_aux") else None)))
+        init(), optimizer, 0, {"anchor": init()} if meta.get("has_aux") else None,
+        lora.trainable_mask(init())))
     state, meta = checkpointer.restore(abstract_like(abstract, shardings))
   finally:
     checkpointer.close()
@@ -339,14 +344,18 @@ def _has_checkpoint(workdir: str) -> bool:
     checkpointer.close()
 
 
+def params_source(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """`workdir`, or the pretrained / HF `init_from` weights when nothing was trained yet."""
+  if not _has_checkpoint(workdir) and model_source.is_weights_source(config.init_from):
+    logging.info("No checkpoint in %s: using %s", workdir, config.init_from)
+    return config.init_from
+  return workdir
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """BoN evaluation of the latest checkpoint in `workdir`; writes eval.json and the plot."""
   setup = build_run_setup(config)
-  source = workdir
-  if not _has_checkpoint(workdir) and config.init_from.startswith(PRETRAINED_PREFIX):
-    source = config.init_from  # Nothing trained yet: evaluate the starting weights.
-    logging.info("No checkpoint in %s: evaluating %s", workdir, source)
-  params, step = restore_params(setup, source)
+  params, step = restore_params(setup, params_source(config, workdir))
   report = evaluation.evaluate_bon(setup, params, step)
   if jax.process_index() == 0:
     evaluation.write_report(report, workdir)

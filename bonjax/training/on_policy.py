@@ -21,6 +21,7 @@ import numpy as np
 
 from bonjax.data.batching import encode_supervised
 from bonjax.data.order import batch_indices
+from bonjax.models import lora
 from bonjax.models.config import ModelConfig
 from bonjax.objectives.bond import ema_anchor_update
 from bonjax.objectives.inputs import ObjectiveInputs
@@ -124,22 +125,31 @@ class OnPolicyTrainer:
         "prompt_tokens": samples.prompt_tokens, "prompt_valid": samples.prompt_valid,
         "completions": samples.completion_tokens, "completion_mask": samples.completion_mask,
         "sampler_logprobs": samples.logprobs.astype(np.float32),
-        "rewards": samples.correct.astype(np.float32),
+        "rewards": samples.rewards.astype(np.float32),
         "scores": samples.scores.astype(np.float32),
     }
     if "ref_logprobs" in self.needed:
-      batch["ref_logprobs"] = self._logprobs(self.reference_params, batch)
+      batch["ref_logprobs"] = self._logprobs(self.reference(state), batch)
     if self.spec.needs_anchor:
       self._add_anchor_terms(batch, state, examples, idx, step)
     elif self._reference_cache is not None:
+      self._reference_cache.params = self.reference(state)  # Current buffers (LoRA base).
       self._add_reference_terms(batch, examples, idx, step)
     elif "expert_logprobs" in self.needed:
       self._add_gold_expert(batch, examples)
     statuses = [s for row in samples.statuses for s in row]
     host_metrics = {"unparseable_rate": statuses.count("unparseable") / len(statuses),
+                    "unscored_rate": statuses.count("unscored") / len(statuses),
                     "distinct_answers": float(np.mean([len({a for a in row if a is not None})
                                                        for row in samples.answers]))}
     return batch, host_metrics
+
+  def reference(self, state: TrainState) -> Any:
+    """The frozen reference policy: the kept copy, or a LoRA run's base weights (adapters off,
+    the train state's own buffers: no second copy)."""
+    if self.reference_params is None and lora.has_adapters(state.params):
+      return lora.without_adapters(state.params)
+    return self.reference_params
 
   def _logprobs(self, params: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
     sharded = self.setup.shard_batch({k: batch[k] for k in ("prompt_tokens", "prompt_valid",

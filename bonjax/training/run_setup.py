@@ -14,14 +14,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bonjax.data.batching import encode_prompt
 from bonjax.data.example import TaskExample
 from bonjax.models import transformer
-from bonjax.models.config import ModelConfig, get_preset
+from bonjax.models.config import ModelConfig
 from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.parallel.mesh import make_mesh
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.tokenizers.base import Tokenizer
-from bonjax.checkpoints.tokenizer_registry import build_tokenizer
+from bonjax.parallel.memory import MemoryPlanError
+from bonjax.training import memory_budget
 from bonjax.training.config_validation import ConfigError, validate_config
+from bonjax.training.model_source import model_and_tokenizer
 from bonjax.training.tasks import Task, build_task
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -38,6 +40,7 @@ class RunSetup:
     task: examples and verifier.
     mesh: device mesh (data, fsdp, tensor).
     compute_dtype: activation dtype.
+    memory_plan: the start-up memory plan per device (`bonjax.training.memory_budget`).
   """
 
   config: ml_collections.ConfigDict
@@ -46,6 +49,7 @@ class RunSetup:
   task: Task
   mesh: Mesh
   compute_dtype: Any
+  memory_plan: Any = None
 
   @property
   def prompt_buckets(self) -> tuple[int, ...]:
@@ -55,14 +59,21 @@ class RunSetup:
   def completion_buckets(self) -> tuple[int, ...]:
     return tuple(self.config.lengths.completion_buckets)
 
+  @property
+  def stop_ids(self) -> int | tuple[int, ...]:
+    """The token(s) that end a completion: every EOS id an HF checkpoint declares."""
+    ids = tuple(getattr(self.tokenizer, "stop_ids", None) or (self.tokenizer.eos_id,))
+    return ids[0] if len(ids) == 1 else ids  # One id: the sampler's compile key is unchanged.
+
   def format_prompt(self, example: TaskExample) -> str:
-    """Prompt text the model sees for `example`: the task prompt, or `task.instruction`
-    filled with it (`{prompt}`) and its metadata (e.g. `{expression}`), wrapped in the
-    tokenizer's chat template when `task.chat_template` is set (instruction-tuned models)."""
+    """Prompt text the model sees for `example`: the task prompt, or `task.template`
+    filled with it (`{prompt}`) and its metadata (e.g. `{expression}`, a data row's fields),
+    wrapped in the tokenizer's chat template when `task.chat_template` is set
+    (instruction-tuned models)."""
     task = self.config.task
     text = example.prompt
-    if task.get("instruction"):
-      text = task.instruction.format(prompt=example.prompt, **example.metadata)
+    if task.get("template"):
+      text = task.template.format_map({**example.metadata, "prompt": example.prompt})
     if task.get("chat_template"):
       text = self.tokenizer.chat_prompt(text)
     return text
@@ -96,7 +107,7 @@ class RunSetup:
     return sampler_lib.SamplingParams(
         num_samples=section.num_samples if num_samples is None else num_samples,
         max_new_tokens=section.max_new_tokens, temperature=section.temperature,
-        top_k=section.top_k, top_p=section.top_p, eos_id=self.tokenizer.eos_id,
+        top_k=section.top_k, top_p=section.top_p, eos_id=self.stop_ids,
         pad_id=self.tokenizer.pad_id)
 
   def sample(self, params: Any, sampling: sampler_lib.SamplingParams, prompt_tokens: np.ndarray,
@@ -134,8 +145,11 @@ def _check_lengths(setup: RunSetup) -> list[str]:
     length, example = max(((len(encode_prompt(setup.tokenizer, setup.format_prompt(e))), e.id)
                            for e in examples), key=lambda pair: pair[0])
   except ValueError as e:  # A template or prompt the tokenizer cannot encode.
-    return [f"task.instruction={setup.config.task.instruction!r}: a formatted prompt cannot be "
-            f"encoded by tokenizer {setup.config.tokenizer.name!r} ({e})"]
+    return [f"task.template={setup.config.task.get('template', '')!r}: a formatted prompt "
+            f"cannot be encoded by tokenizer {setup.config.tokenizer.name!r} ({e})"]
+  except (KeyError, IndexError) as e:  # A template field that an example does not have.
+    return [f"task.template={setup.config.task.template!r}: names a field the examples do "
+            f"not have ({type(e).__name__}: {e})"]
   if length > max(setup.prompt_buckets):
     problems.append(f"lengths.prompt_buckets={setup.prompt_buckets}: the longest prompt "
                     f"({example}) has {length} tokens; the largest bucket must be >= {length}")
@@ -158,15 +172,19 @@ def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
   """
   validate_config(config)
   try:
-    model_cfg = get_preset(config.model.preset)
-    tokenizer = build_tokenizer(config)
+    model_cfg, tokenizer = model_and_tokenizer(config)  # the architecture; options below
     task = build_task(config)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   except (KeyError, ValueError) as e:
     raise ConfigError(f"invalid config:\n  {e.args[0] if e.args else e}") from None
   setup = RunSetup(config=config, model_cfg=model_cfg, tokenizer=tokenizer, task=task, mesh=mesh,
                    compute_dtype=_DTYPES[config.model.compute_dtype])
-  problems = _check_fit(config, model_cfg, tokenizer, mesh) + _check_lengths(setup)
+  problems = (_check_fit(config, model_cfg, tokenizer, mesh) + _check_lengths(setup)
+              + memory_budget.option_problems(config, mesh.shape["data"] * mesh.shape["fsdp"]))
   if problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-  return setup
+  try:  # Memory knobs: planned (and "auto" resolved) before anything is compiled.
+    budget = memory_budget.plan_run(config, dict(mesh.shape))
+  except MemoryPlanError as e:
+    raise ConfigError(str(e)) from None
+  return dataclasses.replace(setup, model_cfg=budget.model_cfg, memory_plan=budget.plan)

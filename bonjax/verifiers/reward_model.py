@@ -112,7 +112,9 @@ def orm_logits(params: Params, cfg: ModelConfig, tokens: jax.Array, valid: jax.A
   token_logp = jnp.where(target_mask[:, 1:],
                          token_logprobs(backbone, cfg, h[:, :-1], tokens[:, 1:]), 0.0)
   mean_logp = token_logp.sum(-1) / jnp.maximum(target_mask[:, 1:].sum(-1), 1)
-  return h_last @ head["w"] + head["b"] + head["likelihood"] * mean_logp
+  # HIGHEST: float32, not TF32, on GPUs.
+  return (jnp.matmul(h_last, head["w"], precision=jax.lax.Precision.HIGHEST) + head["b"]
+          + head["likelihood"] * mean_logp)
 
 
 def orm_loss(params: Params, cfg: ModelConfig, batch: dict[str, jax.Array],
@@ -244,7 +246,8 @@ class LearnedVerifier:
     per_item = (time.perf_counter() - start) / max(len(completions), 1)
     return [VerifierResult(score=float(p), correct=r.correct, status=r.status, answer=r.answer,
                            seconds=r.seconds + per_item,
-                           detail=r.detail if ok else "reward model: text not encodable")
+                           detail=r.detail if ok else "reward model: text not encodable",
+                           reward=r.reward)
             for p, r, ok in zip(probs, results, encodable)]
 
 

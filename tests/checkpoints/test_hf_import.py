@@ -110,9 +110,13 @@ def test_legacy_gemma3_config_keys():
   assert [cfg.is_local_layer(i) for i in range(6)] == [True, True, False] * 2
 
 
-def test_scaled_rotary_is_rejected():
+def test_unimplemented_rotary_scaling_is_rejected():
+  """Legacy `rope_scaling` with the old "type" key: linear is read, dynamic NTK is not."""
   hf = {"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16,
         "num_hidden_layers": 1, "num_attention_heads": 2, "rope_theta": 1e4,
         "rope_scaling": {"type": "linear", "factor": 8.0}}
-  with pytest.raises(ValueError, match="linear"):
+  cfg = hf_layout.HF_ARCHITECTURES["llama"].config_from_hf(hf)
+  assert (cfg.rope_scaling.rope_type, cfg.rope_scaling.factor) == ("linear", 8.0)
+  hf["rope_scaling"] = {"type": "dynamic", "factor": 8.0}
+  with pytest.raises(ValueError, match=r"rope_scaling.rope_type='dynamic': unsupported"):
     hf_layout.HF_ARCHITECTURES["llama"].config_from_hf(hf)

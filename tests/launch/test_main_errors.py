@@ -30,7 +30,7 @@ INVALID_COMMAND_LINES = [
     (["--config.train.batch_size=abc"], "flag --config.train.batch_size=abc: invalid literal for "
      "int() with base 10: 'abc'"),
     (["--config.train.num_steps"], "Missing value for flag --config.train.num_steps"),
-    (["--mode=bogus"], "flag --mode=bogus: value should be one of <train|eval|sample>"),
+    (["--mode=bogus"], "flag --mode=bogus: value should be one of <train|eval|sample|export>"),
     (["--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
     (["extra"], "unexpected arguments: ['extra']"),
     # Field rules.
