@@ -588,18 +588,22 @@ def check_fits(plan: MemoryPlan, device_memory_bytes: int, usable_fraction: floa
 
 
 def plan_for_config(config: Any, cfg: "ModelConfig",
-                    mesh_shape: Sequence[int] | Mapping[str, int]) -> MemoryPlan:
+                    mesh_shape: Sequence[int] | Mapping[str, int], *,
+                    on_policy: bool) -> MemoryPlan:
   """The plan of a run config (an ml_collections ConfigDict of experiments/*.py).
+
+  `on_policy` says whether `config.algorithm` trains on the policy's samples (the objective
+  registry's answer, `bonjax.objectives.registry.trains_on_samples`, which parallel/ does not
+  import).
 
   The memory knobs come from `cfg` (model.remat, model.logits_chunk, LoRA, as
   `bonjax.training.memory_budget.model_config` sets them) and train.grad_accum_steps.
 
   Training rows are prompts x `sampling.num_samples` for on-policy algorithms and prompts for
-  "sft"; the sampler is planned for the larger of the training sampler (`sampling.*`, one call
+  supervised ones; the sampler is planned for the larger of the training sampler (`sampling.*`, one call
   per step over `train.batch_size` prompts) and the evaluation sampler (`eval.*`).
   """
   train, sampling, evaluation = config.train, config.sampling, config.eval
-  on_policy = config.algorithm != "sft"
   prompt_len = max(config.lengths.prompt_buckets)
   completion_len = sampling.max_new_tokens if on_policy else max(config.lengths.completion_buckets)
   calls = [("eval", evaluation.prompt_batch_size, evaluation.num_samples,
@@ -631,7 +635,7 @@ def device_memory_bytes(device: Any = None) -> int | None:
 
 
 def check_config_fits(config: Any, cfg: "ModelConfig",
-                      mesh_shape: Sequence[int] | Mapping[str, int],
+                      mesh_shape: Sequence[int] | Mapping[str, int], *, on_policy: bool,
                       memory_bytes: int | None = None) -> MemoryPlan:
   """Plans a run config and checks it against the device (a start-up check).
 
@@ -639,6 +643,7 @@ def check_config_fits(config: Any, cfg: "ModelConfig",
     config: run config.
     cfg: model architecture.
     mesh_shape: the run's mesh shape.
+    on_policy: the algorithm trains on the policy's samples (see `plan_for_config`).
     memory_bytes: device memory; None asks the first local device, and skips the check where
       the device does not report its memory.
 
@@ -648,7 +653,7 @@ def check_config_fits(config: Any, cfg: "ModelConfig",
   Raises:
     MemoryPlanError: the run does not fit, naming the knobs to turn.
   """
-  plan = plan_for_config(config, cfg, mesh_shape)
+  plan = plan_for_config(config, cfg, mesh_shape, on_policy=on_policy)
   memory_bytes = device_memory_bytes() if memory_bytes is None else memory_bytes
   if memory_bytes is not None:
     check_fits(plan, memory_bytes)
