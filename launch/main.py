@@ -106,7 +106,8 @@ def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> dict[st
           flag_values=flag_values, lock_config=True, sys_argv=list(argv)),
       "workdir": flags.DEFINE_string(
           "workdir", None, "Run directory for checkpoints, metrics and reports "
-          "(default: ./workdir/<config file name>).", flag_values=flag_values),
+          "(default: ./workdir/<config file name>[_<config argument>]).",
+          flag_values=flag_values),
       "mode": flags.DEFINE_enum("mode", "train", list(MODES), "What to run.",
                                 flag_values=flag_values),
       "export_dir": flags.DEFINE_string(
