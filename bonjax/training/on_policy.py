@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from bonjax.data.batching import encode_supervised
-from bonjax.data.order import batch_indices
+from bonjax.data import feed
 from bonjax.models import lora
 from bonjax.models.config import ModelConfig
 from bonjax.objectives.bond import ema_anchor_update
@@ -118,8 +118,9 @@ class OnPolicyTrainer:
       (host batch of [B, ...] arrays, host-side metrics such as verifier status rates).
     """
     setup, config = self.setup, self.setup.config
-    idx = batch_indices(config.seed, step, config.train.batch_size, len(setup.task.train))
-    examples = [setup.task.train[i] for i in idx]
+    batch_feed = feed.batch_at(setup.task.train, seed=config.seed, step=step,
+                               batch_size=config.train.batch_size)
+    idx, examples = batch_feed.indices, list(batch_feed.examples)
     rng = rng_streams.stream_key(config.seed, rng_streams.TRAIN)
     samples = sample_and_score(setup, state.params, examples, idx, self.sampling, rng, step,
                                config.train.batch_size)
