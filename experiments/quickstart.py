@@ -18,6 +18,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.preset = "tiny"  # Architecture preset name (bonjax.models.config.preset_names()).
   c.model.compute_dtype = "float32"  # Activation/matmul dtype: "float32" or "bfloat16".
+  # Memory and LoRA knobs (README "Precision, memory and LoRA"; bonjax/training/memory_budget.py).
+  c.model.remat = "auto"  # Layer rematerialisation: "auto" (planned), "none", "dots", "full".
+  c.model.logits_chunk = 1024  # Output layer / log-probs in chunks of this many tokens (0: off).
+  c.model.attention_impl = "xla"  # "xla", or "cudnn" (GPU, bfloat16, no attention soft-cap).
+  c.model.lora_rank = 0  # LoRA adapter rank (0: full fine-tuning); only adapters are trained.
+  c.model.lora_alpha = 16.0  # Adapters are scaled by lora_alpha / lora_rank.
+  c.model.lora_targets = ("q", "k", "v", "o", "gate", "up", "down")  # Weights with adapters.
 
   c.task = ml_collections.ConfigDict()
   c.task.name = "arithmetic"  # Task registry name.
@@ -28,6 +35,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.task.num_train = 8000  # Distinct training problems.
   c.task.num_test = 200  # Distinct held-out problems (disjoint from training by hash).
   c.task.seed = 0  # Problem generator seed (the test split is fixed per difficulty).
+  c.task.template = ""  # Prompt template: "{prompt}" and any example field; "": the prompt.
+  c.task.chat_template = False  # Wrap prompts in the tokenizer's chat template (instruct models).
+  # task.name="jsonl" (see bonjax/training/tasks/jsonl.py; "humaneval" uses num_train/num_test):
+  c.task.path = ""  # .jsonl / .json / .parquet file or directory, or tfds:<format>.
+  c.task.prompt_field = "prompt"  # Field holding the prompt.
+  c.task.answer_field = "answer"  # Field holding the gold answer.
+  c.task.tests_field = ""  # Field holding unit tests (reward "code").
+  c.task.split_field = ""  # Field naming each row's split ("": seeded split with task.seed).
+  c.task.reward = "math"  # "math", "exact", "code" or "python:<module>:<function>".
+  c.task.skip_bad_rows = False  # False: a malformed row stops the run (file, line, field).
 
   c.verifier = ml_collections.ConfigDict()
   c.verifier.kind = "exact"  # Selection verifier: "exact", "imperfect" (a noisy stand-in) or
@@ -59,6 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.b1 = 0.9  # Adam beta1.
   c.train.b2 = 0.98  # Adam beta2.
   c.train.grad_clip_norm = 1.0  # Global gradient-norm clip (0 disables).
+  c.train.grad_accum_steps = 1  # Micro-batches per step (activations of one at a time).
   c.train.log_every = 50  # Steps between metric writes.
   c.train.checkpoint_every = 500  # Steps between checkpoints (the last step is always saved).
   c.train.keep_checkpoints = 2  # Checkpoints kept on disk (oldest deleted first).
@@ -82,6 +100,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.top_p = 1.0  # As sampling.top_p, for evaluation.
   c.eval.max_new_tokens = 8  # Completion length cap for evaluation.
   c.eval.prompt_batch_size = 50  # Prompts per sampler call (bounds memory: x n rows).
+
+  c.logging = ml_collections.ConfigDict()  # metrics.jsonl and TensorBoard always; W&B if asked.
+  c.logging.wandb = False  # Also log to Weights & Biases (pip install "bonjax[wandb]").
+  c.logging.wandb_project = "bonjax"  # W&B project.
+  c.logging.wandb_run_name = ""  # W&B run name ("": the workdir's name).
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1  # Data-parallel devices (-1: all remaining).

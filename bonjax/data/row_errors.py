@@ -33,6 +33,7 @@ class Reason(str, enum.Enum):
   NO_ANSWER = "no_answer"  # no gold answer could be extracted
   DUPLICATE_ID = "duplicate_id"  # the example id was already produced by an earlier row
   INVALID_CODE = "invalid_code"  # a code field does not parse or lacks what it must define
+  UNKNOWN_SPLIT = "unknown_split"  # the split field names neither the train nor the test split
 
 
 @dataclasses.dataclass(frozen=True)

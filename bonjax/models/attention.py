@@ -12,7 +12,7 @@ normalises across both, so the result equals attention over their concatenation.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -68,16 +68,57 @@ def full_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
     k: [B, S, kv_heads, head_dim].
     v: [B, S, kv_heads, head_dim].
     mask: [B, T, S] bool, True where query t may attend to key s.
-    cfg: model configuration.
+    cfg: model configuration (cfg.attention_impl picks the implementation).
 
   Returns:
     [B, T, num_heads, head_dim] in q's dtype.
   """
+  return ATTENTION_IMPLS[cfg.attention_impl](q, k, v, mask, cfg)
+
+
+def _xla_attention(q, k, v, mask, cfg):
   qg = group_queries(q, cfg)
   logits = attention_logits("btkgd,bskd->btkgs", qg, k, cfg)
   (probs,) = joint_softmax([(logits, mask[:, :, None, None, :])])
   out = layers.dense(probs.astype(q.dtype), v, "btkgs,bskd->btkgd")
   return out.reshape(q.shape).astype(q.dtype)
+
+
+def _cudnn_attention(q, k, v, mask, cfg):
+  # cuDNN's fused kernel (bfloat16 / float16 on NVIDIA GPUs; no logit soft-capping). A query
+  # with no visible key (padding) is let see itself, so the kernel never normalises an empty
+  # row; rows of real tokens always see themselves already, so their result is unchanged.
+  t, s = mask.shape[-2:]
+  mask = mask | jnp.eye(t, s, dtype=bool)[None]
+  out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], scale=query_scale(cfg),
+                                     implementation="cudnn")
+  return out.astype(q.dtype)
+
+
+# model.attention_impl -> implementation of `full_attention` (the cached decoding step always
+# uses `decode_attention`).
+ATTENTION_IMPLS: dict[str, Callable[..., jax.Array]] = {
+    "xla": _xla_attention,
+    "cudnn": _cudnn_attention,
+}
+
+
+def attention_impl_problems(cfg: ModelConfig, backend: str, compute_dtype: str) -> list[str]:
+  """Why cfg.attention_impl cannot run here (empty when it can)."""
+  if cfg.attention_impl != "cudnn":
+    return []
+  problems = []
+  if backend != "gpu":
+    problems.append(f"model.attention_impl='cudnn': the cuDNN fused attention kernel runs only on "
+                    f"NVIDIA GPUs, this backend is {backend!r}; use 'xla'")
+  if compute_dtype != "bfloat16":
+    problems.append(f"model.attention_impl='cudnn': needs model.compute_dtype='bfloat16' (cuDNN "
+                    f"has no float32 kernel), not {compute_dtype!r}")
+  if cfg.attn_softcap is not None:
+    problems.append(f"model.attention_impl='cudnn': preset {cfg.family!r} soft-caps attention "
+                    f"logits (attn_softcap={cfg.attn_softcap}), which the cuDNN kernel cannot; "
+                    "use 'xla'")
+  return problems
 
 
 def decode_attention(q: jax.Array, prompt_kv: tuple[jax.Array, jax.Array], prompt_mask: jax.Array,

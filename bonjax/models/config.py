@@ -64,6 +64,19 @@ class ModelConfig:
     bos_id: token prepended to every prompt by tokenizers of this model (informational).
     qkv_bias: q/k/v projections add a learned bias (Qwen2).
     rope_scaling: rotary scaling of global layers (Llama 3.1+, Gemma 3 4B+); None: unscaled.
+
+  Execution and fine-tuning options (not architecture: `architecture()` resets them; run
+  configs set them as `model.<name>`, see README "Precision, memory and LoRA"):
+    remat: rematerialisation of the scanned layer stack in the backward pass: "none", "dots"
+      (keep matmul outputs, recompute the rest) or "full" (keep only each layer's input).
+    logits_chunk: output layer and token log-probabilities of whole sequences are computed in
+      sequence chunks of about this many tokens (all rows together), never [B, T, V] at once;
+      None computes them in one piece.
+    attention_impl: "xla" (einsum attention) or "cudnn" (jax.nn.dot_product_attention's fused
+      kernel; GPU only, forward pass and training, not the cached decoding step).
+    lora_rank: rank of the low-rank adapters (0: none; see bonjax/models/lora.py).
+    lora_alpha: adapters are scaled by lora_alpha / lora_rank.
+    lora_targets: the matmul weights that get adapters (of q, k, v, o, gate, up, down).
   """
 
   family: str = "tiny"
@@ -92,11 +105,26 @@ class ModelConfig:
   # HF checkpoint families (bonjax/checkpoints/hf_layout.py).
   qkv_bias: bool = False
   rope_scaling: RopeScaling | None = None
+  # Execution and fine-tuning options (see the docstring).
+  remat: str = "none"
+  logits_chunk: int | None = None
+  attention_impl: str = "xla"
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  lora_targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 
   def __post_init__(self):
-    # Configs read back from JSON (the converted-weights cache) carry the scaling as a dict.
+    # Configs read back from JSON (the converted-weights cache, a reward model's record) carry
+    # the scaling as a dict and tuples as lists; the config must stay hashable (a jit key).
     if isinstance(self.rope_scaling, dict):
       object.__setattr__(self, "rope_scaling", RopeScaling(**self.rope_scaling))
+    if isinstance(self.lora_targets, list):
+      object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+
+  def architecture(self) -> "ModelConfig":
+    """This config with the execution and fine-tuning options at their defaults."""
+    return dataclasses.replace(self, **{f: ModelConfig.__dataclass_fields__[f].default
+                                        for f in EXECUTION_FIELDS})
 
   def replace(self, **changes) -> "ModelConfig":
     return dataclasses.replace(self, **changes)
@@ -117,6 +145,9 @@ class ModelConfig:
     embed = self.vocab_size * self.d_model * (1 if self.tie_embeddings else 2)
     return self.num_layers * layer + embed + self.d_model
 
+
+EXECUTION_FIELDS = ("remat", "logits_chunk", "attention_impl", "lora_rank", "lora_alpha",
+                    "lora_targets")
 
 _PRESETS: dict[str, Callable[[], ModelConfig]] = {}
 
@@ -152,6 +183,12 @@ def _tiny() -> ModelConfig:
   return ModelConfig(family="tiny", vocab_size=32, num_layers=4, d_model=128, num_heads=4,
                      num_kv_heads=2, head_dim=32, mlp_dim=384, activation="silu",
                      rope_base=10_000.0)
+
+
+@register_preset("tiny-byte")
+def _tiny_byte() -> ModelConfig:
+  # The tiny model with a byte vocabulary (tokenizer.name="byte"): real-text tasks on CPU.
+  return _tiny().replace(vocab_size=264)
 
 
 @register_preset("smollm2-135m")

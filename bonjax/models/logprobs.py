@@ -104,10 +104,46 @@ def token_logprobs(params: Params, cfg: ModelConfig, h: jax.Array, targets: jax.
   return _chunked_token_logprobs(params, cfg, h, targets, temperature, vocab_chunk)
 
 
+def sequence_chunked_logprobs(params: Params, cfg: ModelConfig, h: jax.Array,
+                              targets: jax.Array, chunk_tokens: int | None, *,
+                              temperature: float | jax.Array = 1.0,
+                              vocab_chunk: int | None = None) -> jax.Array:
+  """`token_logprobs` computed over sequence chunks of about `chunk_tokens` tokens.
+
+  Each chunk takes max(1, chunk_tokens // B) positions of every row (the batch axis stays
+  whole, so its sharding is untouched); the chunk body is rematerialised, so neither the forward
+  nor the backward pass holds more than one chunk's [B, positions, V] logits.
+
+  Args:
+    params, cfg, temperature, vocab_chunk: see `token_logprobs`.
+    h: [B, T, D] final hidden states.
+    targets: [B, T] int32.
+    chunk_tokens: tokens per chunk; None (or >= B * T) computes everything at once.
+
+  Returns:
+    [B, T] float32 log-probabilities (equal to `token_logprobs` up to float rounding).
+  """
+  fn = lambda h_, t_: token_logprobs(params, cfg, h_, t_, temperature=temperature,
+                                     vocab_chunk=vocab_chunk)
+  batch, length = targets.shape
+  span = length if chunk_tokens is None else max(1, chunk_tokens // batch)
+  if span >= length:
+    return fn(h, targets)
+  num = -(-length // span)
+  pad = num * span - length
+  h = jnp.pad(h, ((0, 0), (0, pad), (0, 0)))
+  targets = jnp.pad(targets, ((0, 0), (0, pad)))
+  h_chunks = jnp.swapaxes(h.reshape(batch, num, span, h.shape[-1]), 0, 1)
+  target_chunks = jnp.swapaxes(targets.reshape(batch, num, span), 0, 1)
+  body = jax.checkpoint(lambda carry, xs: (carry, fn(*xs)), prevent_cse=False)
+  _, out = jax.lax.scan(body, None, (h_chunks, target_chunks))
+  return jnp.swapaxes(out, 0, 1).reshape(batch, num * span)[:, :length]
+
+
 def sequence_logprobs(params: Params, cfg: ModelConfig, tokens: jax.Array, valid: jax.Array,
                       target_mask: jax.Array, *, temperature: float | jax.Array = 1.0,
                       compute_dtype: Any = jnp.float32, vocab_chunk: int | None = None,
-                      remat: bool = False) -> tuple[jax.Array, jax.Array]:
+                      remat: bool | str | None = None) -> tuple[jax.Array, jax.Array]:
   """Log-probabilities of the target tokens of whole sequences (teacher forcing).
 
   Position t is scored by the hidden state at t - 1, so position 0 is never a target.
@@ -121,7 +157,10 @@ def sequence_logprobs(params: Params, cfg: ModelConfig, tokens: jax.Array, valid
     temperature: > 0, see `token_logprobs`.
     compute_dtype: matmul input dtype.
     vocab_chunk: see `token_logprobs`.
-    remat: recompute layer activations in the backward pass.
+    remat: rematerialisation of the layers (`transformer.REMAT_POLICIES`); None: cfg.remat.
+
+  The output layer runs over sequence chunks of cfg.logits_chunk tokens
+  (`sequence_chunked_logprobs`).
 
   Returns:
     ([B] sum of log p over target positions, [B, T] per-token log p, 0 where not a target).
@@ -129,8 +168,9 @@ def sequence_logprobs(params: Params, cfg: ModelConfig, tokens: jax.Array, valid
   positions = transformer.positions_from_valid(valid)
   h = transformer.hidden_states(params, cfg, tokens, positions, valid,
                                 compute_dtype=compute_dtype, remat=remat)
-  predicted = token_logprobs(params, cfg, h[:, :-1], tokens[:, 1:], temperature=temperature,
-                             vocab_chunk=vocab_chunk)
+  predicted = sequence_chunked_logprobs(params, cfg, h[:, :-1], tokens[:, 1:],
+                                        cfg.logits_chunk, temperature=temperature,
+                                        vocab_chunk=vocab_chunk)
   per_token = jnp.pad(predicted, ((0, 0), (1, 0)))
   per_token = jnp.where(target_mask, per_token, 0.0)
   return jnp.sum(per_token, axis=-1), per_token

@@ -41,6 +41,12 @@ is (1 + w) and w is initialised to 0.
 
 Precision: the residual stream, norms, rotary and softmax are float32; matmul inputs are the
 compute dtype (params are cast where used, norm weights never) and accumulate in float32.
+Every matmul goes through `layers.dense`, which asks for Precision.HIGHEST when its inputs are
+float32, so compute_dtype="float32" means true float32 matmuls on every backend (not TF32 on
+NVIDIA GPUs); bfloat16 inputs multiply in one bfloat16 pass with float32 accumulation.
+
+LoRA adapters (`bonjax.models.lora`), when cfg.lora_rank > 0, are declared next to their
+target weights in the layer stack ("q_lora_a" [L, D, r], "q_lora_b" [L, r, H, Dh], ...).
 """
 
 from __future__ import annotations
@@ -55,12 +61,30 @@ import numpy as np
 
 from bonjax.models import attention
 from bonjax.models import layers
+from bonjax.models import lora
 from bonjax.models.config import ModelConfig
 
 Params = dict[str, Any]
 
 # Window of a global layer: larger than any sequence, so the window test never masks.
 GLOBAL_WINDOW = 2**30
+
+# model.remat -> how the scanned layer stack is rematerialised in the backward pass: nothing
+# (store every residual), "dots" (store the matmul outputs, recompute the elementwise work and
+# the attention softmax) or "full" (store each layer's input, recompute the whole layer).
+REMAT_POLICIES: dict[str, Any] = {
+    "none": None,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,
+}
+
+
+def remat_layer(one_layer, remat: str):
+  """`one_layer` under the `REMAT_POLICIES[remat]` checkpoint policy (unchanged for "none")."""
+  policy = REMAT_POLICIES[remat]
+  if policy is None:
+    return one_layer
+  return jax.checkpoint(one_layer, prevent_cse=False, policy=policy)
 
 
 def check_config(cfg: ModelConfig) -> None:
@@ -75,9 +99,17 @@ def check_config(cfg: ModelConfig) -> None:
       ("sliding_window", cfg.sliding_window, cfg.sliding_window is None or cfg.sliding_window >= 1,
        "must be None or >= 1"),
   ]
+  rules += [
+      ("remat", cfg.remat, cfg.remat in REMAT_POLICIES, f"must be one of {sorted(REMAT_POLICIES)}"),
+      ("logits_chunk", cfg.logits_chunk, cfg.logits_chunk is None or cfg.logits_chunk >= 1,
+       "must be None or >= 1 (tokens per chunk)"),
+      ("attention_impl", cfg.attention_impl, cfg.attention_impl in attention.ATTENTION_IMPLS,
+       f"must be one of {sorted(attention.ATTENTION_IMPLS)}"),
+  ]
   for name, value, ok, rule in rules:
     if not ok:
       raise ValueError(f"model.{name}={value!r}: {rule}")
+  lora.check_lora(cfg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -99,6 +131,18 @@ def _stacked_dense_init(in_axis, out_axis):
 def _norm_init(cfg: ModelConfig):
   # The multiplier starts at 1 under either convention.
   return nn.initializers.zeros if cfg.norm_plus_one else nn.initializers.ones
+
+
+# Logical axes of the LoRA target weights (their adapters split the same way).
+LORA_BASE_AXES: dict[str, tuple[str, ...]] = {
+    "q": ("layers", "embed", "q_heads", "head_dim"),
+    "k": ("layers", "embed", "kv_heads", "head_dim"),
+    "v": ("layers", "embed", "kv_heads", "head_dim"),
+    "o": ("layers", "q_heads", "head_dim", "embed"),
+    "gate": ("layers", "embed", "mlp"),
+    "up": ("layers", "embed", "mlp"),
+    "down": ("layers", "mlp", "embed"),
+}
 
 
 class LayerStackParams(nn.Module):
@@ -135,6 +179,15 @@ class LayerStackParams(nn.Module):
     _declare(self, "gate", _stacked_dense_init(1, 2), (n, d, f), ("layers", "embed", "mlp"))
     _declare(self, "up", _stacked_dense_init(1, 2), (n, d, f), ("layers", "embed", "mlp"))
     _declare(self, "down", _stacked_dense_init(1, 2), (n, f, d), ("layers", "mlp", "embed"))
+    shapes = {"q": (n, d, h, hd), "k": (n, d, k, hd), "v": (n, d, k, hd), "o": (n, h, hd, d),
+              "gate": (n, d, f), "up": (n, d, f), "down": (n, f, d)}
+    for name in c.lora_targets if c.lora_rank else ():
+      adapters = lora.adapter_shapes(c, name, shapes[name], LORA_BASE_AXES[name])
+      for adapter, (shape, axes) in adapters.items():
+        # Fan-in scaled A, zero B: a fresh adapter leaves the model unchanged.
+        init = (_stacked_dense_init(tuple(range(1, len(shape) - 1)), len(shape) - 1)
+                if adapter.endswith("_a") else nn.initializers.zeros)
+        _declare(self, adapter, init, shape, axes)
 
 
 class TransformerParams(nn.Module):
@@ -279,9 +332,9 @@ def layer_qkv(lp: Params, cfg: ModelConfig, x: jax.Array, positions: jax.Array,
     q [B, T, H, Dh], k and v [B, T, K, Dh], all in `dtype`.
   """
   h = _norm(x, lp["attn_norm"], cfg).astype(dtype)
-  q = layers.dense(h, lp["q"], "btd,dhk->bthk")
-  k = layers.dense(h, lp["k"], "btd,dhk->bthk")
-  v = layers.dense(h, lp["v"], "btd,dhk->bthk")
+  q = lora.project(lp, "q", h, cfg)
+  k = lora.project(lp, "k", h, cfg)
+  v = lora.project(lp, "v", h, cfg)
   if cfg.qkv_bias:  # Rounded to the compute dtype like every weight (see cast_params).
     q, k, v = (y + lp[name].astype(dtype).astype(jnp.float32) for y, name in
                ((q, "q_bias"), (k, "k_bias"), (v, "v_bias")))
@@ -296,7 +349,7 @@ def layer_qkv(lp: Params, cfg: ModelConfig, x: jax.Array, positions: jax.Array,
 def layer_attention_residual(lp: Params, cfg: ModelConfig, x: jax.Array,
                              attn: jax.Array) -> jax.Array:
   """Output projection of attention [B, T, H, Dh] (+ post-norm) added to the residual x."""
-  out = layers.dense(attn, lp["o"], "bthk,hkd->btd")
+  out = lora.project(lp, "o", attn, cfg)
   if cfg.post_norms:
     out = _norm(out, lp["post_attn_norm"], cfg)
   return x + out
@@ -305,10 +358,10 @@ def layer_attention_residual(lp: Params, cfg: ModelConfig, x: jax.Array,
 def layer_mlp_residual(lp: Params, cfg: ModelConfig, x: jax.Array, dtype: Any) -> jax.Array:
   """Gated MLP block (pre-norm, optional post-norm) added to the residual x [B, T, D]."""
   h = _norm(x, lp["mlp_norm"], cfg).astype(dtype)
-  gate = layers.dense(h, lp["gate"], "btd,df->btf")
-  up = layers.dense(h, lp["up"], "btd,df->btf")
+  gate = lora.project(lp, "gate", h, cfg)
+  up = lora.project(lp, "up", h, cfg)
   hidden = (layers.ACTIVATIONS[cfg.activation](gate) * up).astype(dtype)
-  out = layers.dense(hidden, lp["down"], "btf,fd->btd")
+  out = lora.project(lp, "down", hidden, cfg)
   if cfg.post_norms:
     out = _norm(out, lp["post_mlp_norm"], cfg)
   return x + out
@@ -329,7 +382,7 @@ def attention_mask(positions: jax.Array, valid: jax.Array, window: jax.Array) ->
 
 def transformer_forward(params: Params, cfg: ModelConfig, tokens: jax.Array,
                         positions: jax.Array, valid: jax.Array, *, compute_dtype: Any,
-                        return_kv: bool = False, remat: bool = False):
+                        return_kv: bool = False, remat: bool | str | None = None):
   """Full forward pass; optionally also every layer's keys and values (for prefill).
 
   Args:
@@ -340,7 +393,7 @@ def transformer_forward(params: Params, cfg: ModelConfig, tokens: jax.Array,
     valid: [B, T] bool; invalid keys are never attended to.
     compute_dtype: matmul input dtype.
     return_kv: also return keys and values.
-    remat: recompute each layer's activations in the backward pass instead of storing them.
+    remat: a `REMAT_POLICIES` name; None takes cfg.remat (True means "full", False "none").
 
   Returns:
     (h [B, T, D] in compute_dtype after the final norm, keys and values in compute_dtype or
@@ -357,11 +410,19 @@ def transformer_forward(params: Params, cfg: ModelConfig, tokens: jax.Array,
     x = layer_mlp_residual(lp, cfg, x, compute_dtype)
     return x, ((k, v) if return_kv else None)
 
-  if remat:
-    one_layer = jax.checkpoint(one_layer, prevent_cse=False)
+  one_layer = remat_layer(one_layer, remat_name(cfg, remat))
   x = embed_tokens(params, cfg, tokens, compute_dtype)
   x, kv = run_layers(one_layer, x, params["layers"], layer_tables(cfg))
   return final_norm(params, cfg, x, compute_dtype), kv
+
+
+def remat_name(cfg: ModelConfig, remat: bool | str | None) -> str:
+  """The remat policy name of an explicit `remat` argument, or cfg.remat when it is None."""
+  if remat is None:
+    return cfg.remat
+  if isinstance(remat, bool):
+    return "full" if remat else "none"
+  return remat
 
 
 def run_layers(one_layer, x: jax.Array, layer_params, tables: dict[str, jax.Array],
@@ -393,7 +454,7 @@ def run_layers(one_layer, x: jax.Array, layer_params, tables: dict[str, jax.Arra
 
 def hidden_states(params: Params, cfg: ModelConfig, tokens: jax.Array, positions: jax.Array,
                   valid: jax.Array, *, compute_dtype: Any = jnp.float32,
-                  remat: bool = False) -> jax.Array:
+                  remat: bool | str | None = None) -> jax.Array:
   """Final-norm hidden states [B, T, D] in compute_dtype (see `transformer_forward`)."""
   h, _ = transformer_forward(params, cfg, tokens, positions, valid, compute_dtype=compute_dtype,
                              remat=remat)

@@ -135,7 +135,8 @@ def bon_sft_weights(scores: Array, mask: Array, expert_scores: Array | None, lam
     expert_beats = (expert_scores[:, None] >= scores).astype(scores.dtype)
     # sum_j' omega_j' 1{v_j' >= v_j}: the group estimate of E_{pi_bon}[grad Q] coefficients.
     picked_beats = jnp.einsum("bk,bkj->bj", omegas,
-                              (scores[:, :, None] >= scores[:, None, :]).astype(scores.dtype))
+                              (scores[:, :, None] >= scores[:, None, :]).astype(scores.dtype),
+                              precision=jax.lax.Precision.HIGHEST)  # Not TF32 on GPUs.
     weights = weights + (lambda_n / count) * (expert_beats - picked_beats)
   return jnp.where(mask, weights, 0)
 

@@ -35,6 +35,8 @@ class ObjectiveSpec:
     needs_ref_scores: the default config reads `ref_scores` (scored reference samples).
     needs_expert: the default config reads `expert_logprobs` (an expert / target response).
     needs_anchor: the default config reads `anchor_logprobs` (J-BOND's EMA anchor).
+    needs_samples: trains on the policy's own samples (on-policy); False for an objective of
+      expert responses alone, which the supervised trainer runs without sampling.
   """
 
   name: str
@@ -45,6 +47,7 @@ class ObjectiveSpec:
   needs_ref_scores: bool = False
   needs_expert: bool = False
   needs_anchor: bool = False
+  needs_samples: bool = True
 
   def make_config(self, **overrides: Any) -> Any:
     """Builds and validates a config; unknown fields raise TypeError naming the objective."""
@@ -66,17 +69,19 @@ class ObjectiveSpec:
     return self.fn(inputs, cfg if cfg is not None else self.config_class())
 
 
-def _spec(name: str, fn: ObjectiveFn, config_class: type, summary: str) -> ObjectiveSpec:
+def _spec(name: str, fn: ObjectiveFn, config_class: type, summary: str,
+          needs_samples: bool = True) -> ObjectiveSpec:
   needed = config_class().required_inputs()
   return ObjectiveSpec(name=name, fn=fn, config_class=config_class, summary=summary,
                        needs_reference="ref_logprobs" in needed,
                        needs_ref_scores="ref_scores" in needed,
                        needs_expert="expert_logprobs" in needed,
-                       needs_anchor="anchor_logprobs" in needed)
+                       needs_anchor="anchor_logprobs" in needed, needs_samples=needs_samples)
 
 
 _ENTRIES = (
-    _spec("sft", sft.sft, sft.SFTConfig, "log-likelihood of an expert response"),
+    _spec("sft", sft.sft, sft.SFTConfig, "log-likelihood of an expert response",
+          needs_samples=False),
     _spec("sft_best_of_n", sft.sft_best_of_n, sft.SFTBestOfNConfig,
           "SFT on the verifier-selected sample of the group"),
     _spec("rft", sft.rft, sft.RFTConfig, "rejection-sampling fine-tuning: SFT on correct samples"),
@@ -100,6 +105,13 @@ _ENTRIES = (
 )
 
 REGISTRY: Mapping[str, ObjectiveSpec] = {spec.name: spec for spec in _ENTRIES}
+
+
+def trains_on_samples(name: str) -> bool:
+  """Whether training with objective `name` samples from the policy (an unknown name counts
+  as on-policy: building its trainer then reports the name)."""
+  spec = REGISTRY.get(name)
+  return spec is None or spec.needs_samples
 
 
 def get_objective(name: str) -> ObjectiveSpec:

@@ -60,6 +60,16 @@ _MLP_SAVED: dict[str, int] = {"silu": 6, "gelu_tanh": 8}
 
 _MIB = 1024**2
 
+# model.remat -> per token and layer, the float32 tensors the backward pass keeps, as a
+# function (cfg, heads, kv_heads, mlp) -> floats; None: every residual (`_layer_residual_bytes`).
+_REMAT_SAVED: dict[str, Callable[..., int] | None] = {
+    "none": None,
+    # The layer input and the outputs of the matmuls without batch dimensions (q, k, v, o, gate,
+    # up, down projections); attention and elementwise work is recomputed.
+    "dots": lambda cfg, h, k, f: 3 * cfg.d_model + (h + 2 * k) * cfg.head_dim + 2 * f,
+    "full": lambda cfg, h, k, f: cfg.d_model,
+}
+
 ParamLayout = dict[str, tuple[tuple[int, ...], tuple[str, ...]]]
 
 
@@ -129,9 +139,16 @@ class Workload:
     completion_len: padded completion length L.
     compute_dtype: matmul input dtype ("float32" or "bfloat16").
     optimizer: key of OPTIMIZER_BUFFERS.
-    remat: layer activations are recomputed in the backward pass (only layer inputs kept).
+    remat: rematerialisation of the layer stack (model.remat): "none", "dots" (matmul outputs
+      kept, the rest recomputed) or "full" (only layer inputs kept); True / False mean "full" /
+      "none".
     vocab_chunk: log-probabilities scan the vocabulary in chunks of this many ids (None: the
       full [rows, T, V] logits).
+    logits_chunk: the output layer runs over sequence chunks of this many tokens
+      (model.logits_chunk; None: all at once).
+    grad_accum_steps: micro-batches per step (train.grad_accum_steps); activations are those of
+      one micro-batch, plus an accumulated gradient.
+    reference_dtype: dtype of the reference copies ("float32" or the compute dtype).
     sample_batch_size: prompts per sampler call (None: batch_size).
     sample_num_samples: N per sampler call (None: num_samples).
     sample_len: completion length of sampler calls (None: completion_len).
@@ -147,8 +164,11 @@ class Workload:
   completion_len: int = 64
   compute_dtype: str = "float32"
   optimizer: str = "adam"
-  remat: bool = False
+  remat: bool | str = "none"
   vocab_chunk: int | None = None
+  logits_chunk: int | None = None
+  grad_accum_steps: int = 1
+  reference_dtype: str = "float32"
   sample_batch_size: int | None = None
   sample_num_samples: int | None = None
   sample_len: int | None = None
@@ -156,7 +176,15 @@ class Workload:
   sampler_config: str = "sampling"
 
   def __post_init__(self):
+    if isinstance(self.remat, bool):
+      object.__setattr__(self, "remat", "full" if self.remat else "none")
     rules = [
+        ("remat", self.remat in _REMAT_SAVED, f"must be one of {sorted(_REMAT_SAVED)}"),
+        ("logits_chunk", self.logits_chunk is None or self.logits_chunk >= 1,
+         "must be None or >= 1"),
+        ("grad_accum_steps", self.grad_accum_steps >= 1, "must be >= 1"),
+        ("reference_dtype", self.reference_dtype in DTYPE_BYTES,
+         f"must be one of {sorted(DTYPE_BYTES)}"),
         ("batch_size", self.batch_size >= 1, "must be >= 1"),
         ("num_samples", self.num_samples >= 1, "must be >= 1"),
         ("prompt_len", self.prompt_len >= 1, "must be >= 1"),
@@ -196,6 +224,7 @@ class MemoryPlan:
   mesh_shape: dict[str, int]
   workload: Workload
   num_params: int
+  trainable_params: int
   parameters: int
   optimizer: int
   gradients: int
@@ -244,9 +273,10 @@ class MemoryPlan:
 
 def _note_activations(plan: MemoryPlan) -> str:
   w = plan.workload
-  rows = _per_device(w.batch_size * w.num_samples, _batch_shards(plan.mesh_shape))
-  return (f"{rows} rows x {w.prompt_len + w.completion_len} tokens per device, "
-          f"remat {'on' if w.remat else 'off'}, {w.compute_dtype}")
+  rows = _micro_rows(w, plan.mesh_shape)
+  chunk = f", logits in chunks of {w.logits_chunk} tokens" if w.logits_chunk else ""
+  return (f"{rows} rows x {w.prompt_len + w.completion_len} tokens per device and micro-batch "
+          f"(x{w.grad_accum_steps}), remat {w.remat}{chunk}, {w.compute_dtype}")
 
 
 def _note_kv(plan: MemoryPlan) -> str:
@@ -259,13 +289,22 @@ _COMPONENT_NOTES: dict[str, Callable[[MemoryPlan], str]] = {
     "parameters": lambda p: "float32",
     "optimizer": lambda p: (f"{p.workload.optimizer}: {OPTIMIZER_BUFFERS[p.workload.optimizer]} "
                             "float32 buffers per parameter"),
-    "gradients": lambda p: "float32",
-    "reference": lambda p: f"{p.workload.reference_copies} frozen parameter copies",
+    "gradients": lambda p: ("float32" + (", trainable (LoRA adapters) only"
+                                         if p.trainable_params != p.num_params else "")
+                            + (", + accumulator" if p.workload.grad_accum_steps > 1 else "")),
+    "reference": lambda p: (f"{p.workload.reference_copies} frozen parameter copies "
+                            f"({p.workload.reference_dtype})"),
     "batch": lambda p: "token ids and masks",
     "activations": _note_activations,
     "kv_cache": _note_kv,
     "sampling": lambda p: "prefill staging, one layer's activations, weight copy, logits",
 }
+
+
+def _micro_rows(w: "Workload", mesh_shape: Mapping[str, int]) -> int:
+  """Training rows one device holds at a time (one micro-batch)."""
+  rows = _per_device(w.batch_size * w.num_samples, _batch_shards(mesh_shape))
+  return _per_device(rows, w.grad_accum_steps)
 
 
 def _batch_shards(mesh_shape: Mapping[str, int]) -> int:
@@ -302,15 +341,17 @@ def _layer_residual_bytes(cfg: "ModelConfig", mesh_shape: Mapping[str, int], spa
 
 
 def _head_bytes(cfg: "ModelConfig", mesh_shape: Mapping[str, int], vocab_chunk: int | None,
-                span: int, remat: bool) -> int:
+                span: int, remat: str, logits_chunk: int | None = None) -> int:
   """Bytes per token outside the layers: embedding lookup, final norm, log-probabilities."""
   vocab = _split(cfg.vocab_size, mesh_shape, "vocab")
   # Chunked: one chunk of logits, and the scan's three running statistics per chunk.
   logits = vocab if vocab_chunk is None else min(vocab_chunk, vocab) + 3 * math.ceil(
       vocab / vocab_chunk)
+  if logits_chunk is not None:  # Sequence chunks are recomputed: only their inputs are kept.
+    logits = 0
   # The float32 attention mask is the same for every layer, so autodiff keeps it once, outside
   # the layer scan (remat recomputes it instead).
-  mask = 0 if remat else _split(cfg.num_heads, mesh_shape, "q_heads") * span
+  mask = 0 if remat != "none" else _split(cfg.num_heads, mesh_shape, "q_heads") * span
   return 4 * (4 * cfg.d_model + logits + mask + 1) + 8
 
 
@@ -322,29 +363,40 @@ def _gathered_layer_bytes(layout: ParamLayout, mesh_shape: Mapping[str, int]) ->
 
 
 def saved_residual_bytes(cfg: "ModelConfig", mesh_shape: Mapping[str, int], rows: int,
-                         span: int, *, remat: bool = False, vocab_chunk: int | None = None) -> int:
+                         span: int, *, remat: bool | str = "none",
+                         vocab_chunk: int | None = None, logits_chunk: int | None = None) -> int:
   """Bytes the backward pass of `sequence_logprobs` keeps for `rows` sequences of `span` tokens.
 
-  Float32 compute, per device (rows already split over the batch shards). With remat only each
-  layer's input is kept; the layer's other residuals are recomputed in the backward pass.
+  Float32 compute, per device (rows already split over the batch shards). With remat "full"
+  only each layer's input is kept, with "dots" also its projections' outputs; the layer's other
+  residuals are recomputed in the backward pass.
   """
-  per_layer = 4 * cfg.d_model if remat else _layer_residual_bytes(cfg, mesh_shape, span)
-  head = _head_bytes(cfg, mesh_shape, vocab_chunk, span, remat)
+  remat = ("full" if remat else "none") if isinstance(remat, bool) else remat
+  saved = _REMAT_SAVED[remat]
+  per_layer = (_layer_residual_bytes(cfg, mesh_shape, span) if saved is None else
+               4 * saved(cfg, _split(cfg.num_heads, mesh_shape, "q_heads"),
+                         _split(cfg.num_kv_heads, mesh_shape, "kv_heads"),
+                         _split(cfg.mlp_dim, mesh_shape, "mlp")))
+  head = _head_bytes(cfg, mesh_shape, vocab_chunk, span, remat, logits_chunk)
   return rows * span * (cfg.num_layers * per_layer + head)
 
 
 def _training_activations(cfg: "ModelConfig", shape: Mapping[str, int], w: Workload,
                           layout: ParamLayout, param_elements: int) -> tuple[int, int]:
   """(activation bytes, of which output logits) of one training step on one device."""
-  rows = _per_device(w.batch_size * w.num_samples, _batch_shards(shape))
+  rows = _micro_rows(w, shape)
   span = w.prompt_len + w.completion_len
   tokens = rows * span
   vocab = _split(cfg.vocab_size, shape, "vocab")
-  logits = 4 * tokens * min(vocab, w.vocab_chunk or vocab)
+  # Logits held at once: all tokens', one vocabulary chunk of them, or one sequence chunk's
+  # (logits_chunk counts tokens of all devices together).
+  logit_tokens = tokens if w.logits_chunk is None else min(
+      tokens, _per_device(w.logits_chunk, _batch_shards(shape)))
+  logits = 4 * logit_tokens * min(vocab, w.vocab_chunk or vocab)
   # The backward pass holds every saved residual, plus the cotangents of the layer it is in and
   # of the logits.
   activations = (saved_residual_bytes(cfg, shape, rows, span, remat=w.remat,
-                                      vocab_chunk=w.vocab_chunk)
+                                      vocab_chunk=w.vocab_chunk, logits_chunk=w.logits_chunk)
                  + tokens * _layer_residual_bytes(cfg, shape, span) + logits)
   if w.compute_dtype != "float32":  # The backward pass also keeps the cast weights.
     activations += DTYPE_BYTES[w.compute_dtype] * param_elements
@@ -379,6 +431,18 @@ def _sampler_memory(cfg: "ModelConfig", shape: Mapping[str, int], w: Workload,
   return kv_cache, working
 
 
+def adapter_elements(cfg: "ModelConfig") -> int:
+  """Elements of the LoRA adapters cfg declares (0 without LoRA), `bonjax.models.lora`'s
+  layout: per target weight [L, *in, r] and [L, r, *out]."""
+  if not getattr(cfg, "lora_rank", 0):
+    return 0
+  d, f = cfg.d_model, cfg.mlp_dim
+  q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+  in_out = {"q": (d, q), "k": (d, kv), "v": (d, kv), "o": (q, d), "gate": (d, f), "up": (d, f),
+            "down": (f, d)}
+  return cfg.num_layers * cfg.lora_rank * sum(sum(in_out[t]) for t in cfg.lora_targets)
+
+
 def plan_memory(cfg: "ModelConfig", mesh_shape: Sequence[int] | Mapping[str, int],
                 workload: Workload) -> MemoryPlan:
   """Plans the memory of one device of the mesh.
@@ -398,14 +462,19 @@ def plan_memory(cfg: "ModelConfig", mesh_shape: Sequence[int] | Mapping[str, int
   param_elements = sum(shard_elements(s, a, mesh) for s, a in layout.values())
   layer_elements = sum(shard_elements(s, a, mesh) for n, (s, a) in layout.items()
                        if n.startswith("layers/"))
-  params = 4 * param_elements
+  adapters = adapter_elements(cfg)  # Replicated: small, and so planned conservatively.
+  params = 4 * (param_elements + adapters)
+  trained = 4 * adapters if adapters else params
   activations, logits = _training_activations(cfg, shape, w, layout, param_elements)
   kv_cache, sampling = _sampler_memory(cfg, shape, w, layout, layer_elements, param_elements)
   rows = _per_device(w.batch_size * w.num_samples, _batch_shards(shape))
+  num_params = sum(math.prod(s) for s, _ in layout.values())
   return MemoryPlan(
-      mesh_shape=shape, workload=w, num_params=sum(math.prod(s) for s, _ in layout.values()),
-      parameters=params, optimizer=OPTIMIZER_BUFFERS[w.optimizer] * params, gradients=params,
-      reference=w.reference_copies * params,
+      mesh_shape=shape, workload=w, num_params=num_params + adapters,
+      trainable_params=adapters or num_params, parameters=params,
+      optimizer=OPTIMIZER_BUFFERS[w.optimizer] * trained,
+      gradients=trained * (2 if w.grad_accum_steps > 1 else 1),
+      reference=w.reference_copies * DTYPE_BYTES[w.reference_dtype] * param_elements,
       batch=rows * (w.prompt_len + w.completion_len) * (4 + 1 + 1),
       activations=activations, kv_cache=kv_cache, sampling=sampling, logits=logits)
 
@@ -421,11 +490,13 @@ class MemoryPlanError(ValueError):
 
 def _advise_activations(plan: MemoryPlan) -> str:
   w = plan.workload
-  tips = [f"lower train.batch_size={w.batch_size} (or accumulate gradients over micro-batches)"]
-  if not w.remat:
-    tips.append("turn on remat (train.remat=True) to recompute layer activations")
-  if w.vocab_chunk is None and 3 * plan.logits > plan.activations:
-    tips.append("scan the vocabulary in chunks for log-probabilities (train.vocab_chunk)")
+  tips = [f"lower train.batch_size={w.batch_size} or raise train.grad_accum_steps="
+          f"{w.grad_accum_steps} (micro-batches per step)"]
+  if w.remat != "full":
+    tips.append(f"recompute layer activations: model.remat={'dots' if w.remat == 'none' else 'full'}"
+                f" (now {w.remat!r})")
+  if w.logits_chunk is None and w.vocab_chunk is None and 3 * plan.logits > plan.activations:
+    tips.append("compute the output layer in sequence chunks (model.logits_chunk=1024)")
   tips.append(f"or spread prompts over more devices (mesh.data x mesh.fsdp = "
               f"{_batch_shards(plan.mesh_shape)})")
   return ", ".join(tips)
@@ -433,8 +504,12 @@ def _advise_activations(plan: MemoryPlan) -> str:
 
 def _advise_state(plan: MemoryPlan) -> str:
   fsdp = plan.mesh_shape["fsdp"]
+  lora = ("" if plan.trainable_params != plan.num_params else
+          "; or train LoRA adapters only (model.lora_rank=16): no optimizer state or gradients "
+          "for the base weights, which are also the reference policy")
   return (f"raise mesh.fsdp (now {fsdp}) to split parameters, optimizer state and gradients "
-          f"over more devices (mesh.tensor={plan.mesh_shape['tensor']} splits heads and MLP)")
+          f"over more devices (mesh.tensor={plan.mesh_shape['tensor']} splits heads and MLP)"
+          + lora)
 
 
 def _advise_sampler(plan: MemoryPlan) -> str:
@@ -516,6 +591,9 @@ def plan_for_config(config: Any, cfg: "ModelConfig",
                     mesh_shape: Sequence[int] | Mapping[str, int]) -> MemoryPlan:
   """The plan of a run config (an ml_collections ConfigDict of experiments/*.py).
 
+  The memory knobs come from `cfg` (model.remat, model.logits_chunk, LoRA, as
+  `bonjax.training.memory_budget.model_config` sets them) and train.grad_accum_steps.
+
   Training rows are prompts x `sampling.num_samples` for on-policy algorithms and prompts for
   "sft"; the sampler is planned for the larger of the training sampler (`sampling.*`, one call
   per step over `train.batch_size` prompts) and the evaluation sampler (`eval.*`).
@@ -529,14 +607,18 @@ def plan_for_config(config: Any, cfg: "ModelConfig",
   if on_policy:
     calls.append(("sampling", train.batch_size, sampling.num_samples, sampling.max_new_tokens))
   section, prompts, n, length = max(calls, key=lambda c: c[1] * (prompt_len + c[2] * c[3]))
-  needs_reference = on_policy or bool(config.get("init_from"))
+  # A LoRA run's reference policy is its own base weights (adapters off): no copy.
+  needs_reference = (on_policy or bool(config.get("init_from"))) and not getattr(
+      cfg, "lora_rank", 0)
   workload = Workload(
       batch_size=train.batch_size, num_samples=sampling.num_samples if on_policy else 1,
       prompt_len=prompt_len, completion_len=completion_len,
       compute_dtype=config.model.compute_dtype, optimizer="adam",
-      remat=bool(train.get("remat", False)), vocab_chunk=train.get("vocab_chunk") or None,
+      remat=getattr(cfg, "remat", "none"), logits_chunk=getattr(cfg, "logits_chunk", None),
+      grad_accum_steps=int(train.get("grad_accum_steps", 1)),
       sample_batch_size=prompts, sample_num_samples=n, sample_len=length,
-      reference_copies=int(needs_reference), sampler_config=section)
+      reference_copies=int(needs_reference), reference_dtype=config.model.compute_dtype,
+      sampler_config=section)
   return plan_memory(cfg, mesh_shape, workload)
 
 

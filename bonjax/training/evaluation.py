@@ -13,13 +13,11 @@ import numpy as np
 
 from bonjax.bon import curves
 from bonjax.parallel.distributed import fetch_to_host
+from bonjax.training import rng_streams
 from bonjax.training.rollouts import ScoredSamples, group_logprobs, sample_and_score
 from bonjax.training.run_setup import RunSetup
 from bonjax.verifiers.base import Status
 
-# Separates the evaluation RNG stream from the training one, so evaluating never changes what
-# training samples.
-_EVAL_STREAM = 0x5EED
 
 
 def diversity_metrics(samples: ScoredSamples) -> dict[str, float]:
@@ -31,6 +29,7 @@ def diversity_metrics(samples: ScoredSamples) -> dict[str, float]:
   metrics = {
       "distinct_answers_per_prompt": float(np.mean(distinct)),
       "mean_completion_tokens": float(samples.lengths.mean()),
+      "mean_env_reward": float(samples.rewards.mean()),
       "entropy_per_token": float(-samples.logprobs.sum() / max(samples.lengths.sum(), 1)),
   }
   for status in Status:
@@ -73,7 +72,7 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
   cfg = setup.config.eval
   examples = list(setup.task.test[:cfg.num_prompts])
   sampling = setup.sampling_params(cfg)
-  rng = jax.random.fold_in(jax.random.key(setup.config.seed), _EVAL_STREAM)
+  rng = rng_streams.stream_key(setup.config.seed, rng_streams.EVAL)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, step,
                              cfg.prompt_batch_size, progress)
   curve = curves.bon_curve(samples.correct, samples.scores, samples.answers)

@@ -20,6 +20,7 @@ import jax
 import ml_collections
 
 from bonjax.checkpoints import hf_export
+from bonjax.models import lora
 from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training import loop
 from bonjax.training.config_validation import ConfigError
@@ -29,17 +30,16 @@ from bonjax.training.run_setup import RunSetup, build_run_setup
 def prepare_params(setup: RunSetup, params: Any) -> Any:
   """The one place where trained params become the plain model weights that are written.
 
-  Today the train state holds exactly the model's params; adapters (e.g. LoRA) are merged into
-  their base weights here, before any format conversion.
+  LoRA adapters are merged into their base weights here, before any format conversion.
 
   Args:
     setup: the run setup (model config).
     params: params restored from the workdir's checkpoint (global, possibly sharded arrays).
 
   Returns:
-    Host numpy params in the layout of `transformer.init_params(setup.model_cfg)`.
+    Host numpy params in the base layout (`transformer.init_params` without adapters).
   """
-  return fetch_to_host(params)
+  return fetch_to_host(lora.merge_lora(params, setup.model_cfg))
 
 
 def export_policy(config: ml_collections.ConfigDict, workdir: str, export_dir: str, *,

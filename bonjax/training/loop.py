@@ -4,6 +4,7 @@ and the eval / sample entry points."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -17,12 +18,15 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from bonjax.models import lora
 from bonjax.models import transformer
+from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.training import evaluation
+from bonjax.training import memory_budget
 from bonjax.training import model_source
 from bonjax.training.checkpointing import Checkpointer, abstract_like
-from bonjax.training.metrics_writer import MetricsWriter
+from bonjax.training.metrics_writer import MetricsWriter, check_logging_config
 from bonjax.training.nonfinite import NonFiniteGuard
 from bonjax.training.resume_check import check_resume_config
 from bonjax.training.run_setup import RunSetup, build_run_setup
@@ -42,7 +46,9 @@ def state_shardings(setup: RunSetup, optimizer, with_anchor: bool = False) -> An
   boxed = sharding_lib.box_logical(abstract_params,
                                    transformer.param_logical_axes(setup.model_cfg))
   aux = {"anchor": boxed} if with_anchor else None
-  abstract_state = jax.eval_shape(lambda p, a: create_train_state(p, optimizer, 0, a), boxed, aux)
+  trainable = lora.trainable_mask(abstract_params)
+  abstract_state = jax.eval_shape(
+      lambda p, a: create_train_state(p, optimizer, 0, a, trainable), boxed, aux)
   return sharding_lib.boxed_shardings(abstract_state, setup.mesh)
 
 
@@ -51,21 +57,23 @@ def initial_params(setup: RunSetup) -> Any:
   if setup.config.get("init_from"):
     params, step = restore_params(setup, setup.config.init_from)
     logging.info("Initialised from %s (step %d)", setup.config.init_from, step)
-    return params
+    # Fresh LoRA adapters on the loaded weights (or adapters merged for a run without LoRA).
+    return lora.match_adapters(params, setup.model_cfg, jax.random.key(setup.config.seed))
   return setup.init_params(setup.config.seed)
 
 
 def init_state(setup: RunSetup, optimizer, shardings: Any, params: Any,
                aux: Any = None) -> TrainState:
   """Fresh TrainState from `params`, created directly in its sharded layout."""
-  create = lambda p, a: create_train_state(p, optimizer, setup.config.seed, a)
+  create = lambda p, a: create_train_state(p, optimizer, setup.config.seed, a,
+                                           lora.trainable_mask(p))
   return jax.jit(create, out_shardings=shardings)(params, aux)
 
 
 def build_trainer(setup: RunSetup, reference_params: Any):
   """SFT on gold answers for `algorithm="sft"`, otherwise on-policy training with the objective
   registry entry of that name, with `reference_params` as the frozen reference policy."""
-  if setup.config.algorithm == "sft":
+  if not objective_registry.trains_on_samples(setup.config.algorithm):
     return SupervisedTrainer(setup)
   return build_on_policy_trainer(setup, reference_params)
 
@@ -76,9 +84,15 @@ def reference_copy(setup: RunSetup, params: Any) -> Any:
   Needed by objectives with a reference policy, and by the final evaluation's KL to the starting
   checkpoint when training starts from `init_from`; None otherwise.
   """
-  if not setup.config.get("init_from") and setup.config.algorithm == "sft":
+  if (not setup.config.get("init_from")
+      and not objective_registry.trains_on_samples(setup.config.algorithm)):
     return None
-  return jax.jit(lambda p: jax.tree.map(jnp.copy, p))(params)
+  if lora.has_adapters(params):  # The base weights (adapters off) are the reference: no copy.
+    return None
+  # Kept in the compute dtype (norm weights float32): the forward pass casts weights to it
+  # anyway, so reference log-probs are unchanged and a bfloat16 copy takes half the memory.
+  return jax.jit(lambda p: jax.tree.map(jnp.copy, transformer.cast_params(
+      p, setup.compute_dtype)))(params)
 
 
 @contextlib.contextmanager
@@ -143,6 +157,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   """
   check_workdir(workdir)
   setup = build_run_setup(config)
+  check_logging_config(config)
   with claim_workdir(workdir):
     return _train(setup, workdir, allow_config_change)
 
@@ -177,9 +192,10 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
     guard.skipped = int(meta.get("nonfinite_steps", 0))
     logging.info("Resumed from step %d in %s", start, checkpointer.directory)
   # Rows after the step resumed from (a fresh start: all rows) belong to the interrupted run.
-  writer = MetricsWriter(workdir, resume_step=start)
+  writer = MetricsWriter(workdir, resume_step=start, config=config)
   step_fn = make_train_step(trainer.loss_fn, optimizer, learning_rate_schedule(train_cfg),
-                            trainer.aux_update())
+                            trainer.aux_update(), trainable=lora.trainable_mask(state.params),
+                            grad_accum_steps=memory_budget.grad_accum_steps(config))
   step_fn = _LazilyShardedStep(step_fn, shardings, setup)
 
   try:
@@ -191,8 +207,10 @@ def _train(setup: RunSetup, workdir: str, allow_config_change: bool) -> dict[str
       logging.warning("SIGTERM: saved step %d; rerun the same command to resume.", done)
       return {"preempted_at": done}
     checkpointer.wait()
+    reference = trainer_reference(trainer, state, reference)
     report = evaluation.evaluate_bon(setup, state.params, done, reference_params=reference)
     writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+    writer.write_bon_curve(done, report["curve"])
     if jax.process_index() == 0:
       paths = evaluation.write_report(report, workdir)
       logging.info("Wrote %s and %s", *paths)
@@ -214,13 +232,21 @@ class _LazilyShardedStep:
   def __call__(self, state: TrainState, batch: dict[str, np.ndarray]):
     if self._compiled is None:
       batch_shardings = {k: self._setup.batch_sharding(np.ndim(v)) for k, v in batch.items()}
-      self._compiled = jit_train_step(self._step_fn, self._state_shardings, batch_shardings,
-                                      self._setup.mesh)
+      jitted = jit_train_step(self._step_fn, self._state_shardings, batch_shardings,
+                              self._setup.mesh)
+      sharded = self._setup.shard_batch(batch)
+      self._compiled = jitted.lower(state, sharded).compile()
+      memory_budget.log_compiled_memory(self._compiled, self._setup.memory_plan)
+      return self._compiled(state, sharded)
     return self._compiled(state, self._setup.shard_batch(batch))
 
 
-def trainer_reference(trainer) -> Any:
-  return getattr(trainer, "reference_params", None)
+def trainer_reference(trainer, state: TrainState, reference: Any = None) -> Any:
+  """The frozen reference policy: `reference` or the trainer's copy, or a LoRA run's base
+  weights (its params without the adapters: no copy)."""
+  if reference is None and lora.has_adapters(state.params):
+    return lora.without_adapters(state.params)
+  return reference if reference is not None else getattr(trainer, "reference_params", None)
 
 
 def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: int,
@@ -264,8 +290,9 @@ def _train_steps(setup: RunSetup, trainer, state: TrainState, step_fn, start: in
       break
     if train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.num_steps:
       report = evaluation.evaluate_bon(setup, state.params, done, progress=False,
-                                       reference_params=trainer_reference(trainer))
+                                       reference_params=trainer_reference(trainer, state))
       writer.write(done, evaluation.scalar_summary(report), prefix="eval/")
+      writer.write_bon_curve(done, report["curve"])
   return state, done
 
 
@@ -296,11 +323,13 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
       raise ConfigError(f"checkpoint {workdir} holds model.preset={saved.model.preset!r} but this "
                         f"run has model.preset={setup.config.model.preset!r}")
     optimizer = make_optimizer(saved.train)
-    shardings = state_shardings(setup, optimizer, with_anchor=meta.get("has_aux", False))
+    # The checkpoint's own layout: with LoRA adapters (and their optimizer state) or without.
+    saved_setup = dataclasses.replace(setup, model_cfg=memory_budget.model_config(saved))
+    shardings = state_shardings(saved_setup, optimizer, with_anchor=meta.get("has_aux", False))
+    init = lambda: transformer.init_params(saved_setup.model_cfg, jax.random.key(0))
     abstract = jax.eval_shape(lambda: create_train_state(
-        transformer.init_params(setup.model_cfg, jax.random.key(0)), optimizer, 0,
-        ({"anchor": transformer.init_params(setup.model_cfg, jax.random.key(0))}
-         if meta.get("has_aux") else None)))
+        init(), optimizer, 0, {"anchor": init()} if meta.get("has_aux") else None,
+        lora.trainable_mask(init())))
     state, meta = checkpointer.restore(abstract_like(abstract, shardings))
   finally:
     checkpointer.close()

@@ -20,6 +20,7 @@ a learned verifier of that policy) inherits that checkpoint's architecture and t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -32,7 +33,7 @@ from bonjax.checkpoints import pretrained
 from bonjax.models.config import ModelConfig, get_preset
 from bonjax.tokenizers.base import Tokenizer
 from bonjax.tokenizers.hf import HFTokenizer
-from bonjax.tokenizers.registry import build_tokenizer
+from bonjax.checkpoints.tokenizer_registry import build_tokenizer
 
 HF_PREFIX = "hf:"
 PRETRAINED_PREFIX = "pretrained:"
@@ -107,10 +108,27 @@ def model_and_tokenizer(config: ml_collections.ConfigDict) -> tuple[ModelConfig,
   init_from = architecture_source(config.get("init_from", "") or "")
   directory = hf_directory(init_from)
   if directory is None:
-    return get_preset(config.model.preset), build_tokenizer(config)
+    return architecture(config), build_tokenizer(config)
   try:
-    model_cfg, _ = hf_import.read_hf_config(directory)
-    return model_cfg, hf_tokenizer(directory)
+    return architecture(config), hf_tokenizer(directory)
+  except FileNotFoundError as e:
+    raise ValueError(f"init_from={init_from!r}: {e}") from None
+
+
+def architecture(config: ml_collections.ConfigDict) -> ModelConfig:
+  """The run's architecture (no execution options): the HF checkpoint's config.json for
+  `init_from="hf:<dir>"` (or a run that started from one), else `model.preset`.
+
+  Raises:
+    ValueError: naming `init_from` and what is missing or unsupported in the directory;
+      KeyError: an unknown preset.
+  """
+  init_from = architecture_source(config.get("init_from", "") or "")
+  directory = hf_directory(init_from)
+  if directory is None:
+    return get_preset(config.model.preset)
+  try:
+    return hf_import.read_hf_config(directory)[0]
   except (FileNotFoundError, ValueError) as e:
     raise ValueError(f"init_from={init_from!r}: {e}") from None
 
@@ -124,7 +142,7 @@ def _load_weights(setup: Any, init_from: str) -> tuple[ModelConfig, dict]:
     cfg, params = pretrained.load_pretrained_once(name)
   except KeyError as e:
     raise ValueError(f"init_from={init_from!r}: {e.args[0]}") from None
-  if cfg != setup.model_cfg:
+  if cfg != setup.model_cfg.architecture():
     raise ValueError(f"init_from={init_from!r} is not model.preset="
                      f"{setup.config.model.preset!r}; set the preset of that model")
   return cfg, params
@@ -141,9 +159,11 @@ def load_params(setup: Any, init_from: str) -> Any:
     ValueError: unknown name, or weights of another architecture than the run's.
   """
   cfg, params = _load_weights(setup, init_from)
-  if cfg != setup.model_cfg:
+  if cfg != setup.model_cfg.architecture():
     raise ValueError(f"init_from={init_from!r}: the checkpoint's architecture {cfg} differs "
                      f"from the run's {setup.model_cfg}")
   # A copy: on one device device_put would alias the process-wide cached arrays, and the train
   # step donates its parameters, which would delete them for every later user in this process.
-  return jax.device_put(params, setup.param_shardings(), may_alias=False)
+  # In the base layout: LoRA adapters are added by the caller.
+  base = dataclasses.replace(setup, model_cfg=setup.model_cfg.replace(lora_rank=0))
+  return jax.device_put(params, base.param_shardings(), may_alias=False)

@@ -21,6 +21,7 @@ import numpy as np
 
 from bonjax.data.batching import encode_supervised
 from bonjax.data.order import batch_indices
+from bonjax.models import lora
 from bonjax.models.config import ModelConfig
 from bonjax.objectives.bond import ema_anchor_update
 from bonjax.objectives.inputs import ObjectiveInputs
@@ -28,11 +29,10 @@ from bonjax.objectives.registry import ObjectiveSpec, get_objective
 from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training.reference_samples import ReferenceSampleCache, best_of_subset
 from bonjax.training.rollouts import group_logprobs, sample_and_score
+from bonjax.training import rng_streams
 from bonjax.training.run_setup import RunSetup
 from bonjax.training.state import TrainState
 
-# The training sampler's RNG stream (evaluation and reference samples use others).
-_TRAIN_STREAM = 0x7A1
 
 
 def on_policy_loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *,
@@ -119,29 +119,38 @@ class OnPolicyTrainer:
     setup, config = self.setup, self.setup.config
     idx = batch_indices(config.seed, step, config.train.batch_size, len(setup.task.train))
     examples = [setup.task.train[i] for i in idx]
-    rng = jax.random.fold_in(jax.random.key(config.seed), _TRAIN_STREAM)
+    rng = rng_streams.stream_key(config.seed, rng_streams.TRAIN)
     samples = sample_and_score(setup, state.params, examples, idx, self.sampling, rng, step,
                                config.train.batch_size)
     batch = {
         "prompt_tokens": samples.prompt_tokens, "prompt_valid": samples.prompt_valid,
         "completions": samples.completion_tokens, "completion_mask": samples.completion_mask,
         "sampler_logprobs": samples.logprobs.astype(np.float32),
-        "rewards": samples.correct.astype(np.float32),
+        "rewards": samples.rewards.astype(np.float32),
         "scores": samples.scores.astype(np.float32),
     }
     if "ref_logprobs" in self.needed:
-      batch["ref_logprobs"] = self._logprobs(self.reference_params, batch)
+      batch["ref_logprobs"] = self._logprobs(self.reference(state), batch)
     if self.spec.needs_anchor:
       self._add_anchor_terms(batch, state, examples, idx, step)
     elif self._reference_cache is not None:
+      self._reference_cache.params = self.reference(state)  # Current buffers (LoRA base).
       self._add_reference_terms(batch, examples, idx, step)
     elif "expert_logprobs" in self.needed:
       self._add_gold_expert(batch, examples)
     statuses = [s for row in samples.statuses for s in row]
     host_metrics = {"unparseable_rate": statuses.count("unparseable") / len(statuses),
+                    "unscored_rate": statuses.count("unscored") / len(statuses),
                     "distinct_answers": float(np.mean([len({a for a in row if a is not None})
                                                        for row in samples.answers]))}
     return batch, host_metrics
+
+  def reference(self, state: TrainState) -> Any:
+    """The frozen reference policy: the kept copy, or a LoRA run's base weights (adapters off,
+    the train state's own buffers: no second copy)."""
+    if self.reference_params is None and lora.has_adapters(state.params):
+      return lora.without_adapters(state.params)
+    return self.reference_params
 
   def _logprobs(self, params: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
     sharded = self.setup.shard_batch({k: batch[k] for k in ("prompt_tokens", "prompt_valid",
@@ -173,7 +182,7 @@ class OnPolicyTrainer:
     batch["ref_scores"] = np.stack([r.scores for r in references]).astype(np.float32)
     if "expert_logprobs" in self.needed:
       bon_n = getattr(self.objective_cfg, "bon_n", 2)
-      rng = np.random.default_rng([self.setup.config.seed, step, _TRAIN_STREAM])
+      rng = np.random.default_rng([self.setup.config.seed, step, rng_streams.TRAIN])
       picks = [best_of_subset(r, bon_n, rng) for r in references]
       self._set_bon_expert(batch, [(r.tokens[p], r.mask[p]) for r, p in zip(references, picks)],
                            [r.scores[p] for r, p in zip(references, picks)])
@@ -185,7 +194,7 @@ class OnPolicyTrainer:
     anchor = state.aux["anchor"]
     batch["anchor_logprobs"] = self._logprobs(anchor, batch)
     sampling = setup.sampling_params(config.sampling, config.reference.num_samples)
-    rng = jax.random.fold_in(jax.random.key(config.seed), _TRAIN_STREAM + 1)
+    rng = rng_streams.stream_key(config.seed, rng_streams.ANCHOR)
     anchor_samples = sample_and_score(setup, anchor, examples, idx, sampling, rng, step,
                                       config.train.batch_size)
     batch["ref_scores"] = anchor_samples.scores.astype(np.float32)

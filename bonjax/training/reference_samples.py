@@ -17,10 +17,9 @@ import numpy as np
 from bonjax.data.example import TaskExample
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.training.rollouts import sample_and_score
+from bonjax.training import rng_streams
 from bonjax.training.run_setup import RunSetup
 
-# Reference samples use their own RNG stream, distinct from training and evaluation.
-_REFERENCE_STREAM = 0x4EF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +51,7 @@ class ReferenceSampleCache:
   def __init__(self, setup: RunSetup, params: Any, sampling: sampler_lib.SamplingParams,
                seed: int, prompt_batch_size: int):
     self.setup, self.params, self.sampling = setup, params, sampling
-    self.rng = jax.random.fold_in(jax.random.key(seed), _REFERENCE_STREAM)
+    self.rng = rng_streams.stream_key(seed, rng_streams.REFERENCE)
     self.prompt_batch_size = prompt_batch_size
     self._cache: dict[int, PromptReference] = {}
 

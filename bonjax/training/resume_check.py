@@ -26,6 +26,7 @@ from bonjax.training.config_validation import ConfigError
 RESUMABLE_CHANGES: tuple[str, ...] = (
     "train.num_steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.async_checkpoints", "train.eval_every", "train.on_nonfinite", "eval", "mesh",
+    "logging",
 )
 
 _MISSING = object()

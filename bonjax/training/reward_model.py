@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Any
@@ -33,12 +34,10 @@ from bonjax.training.metrics_writer import MetricsWriter
 from bonjax.training.rollouts import ScoredSamples, sample_and_score
 from bonjax.training.run_setup import RunSetup, build_run_setup
 from bonjax.training.state import make_optimizer
+from bonjax.training import rng_streams
 from bonjax.training.step import global_norm
 from bonjax.verifiers import reward_model as orm
 
-# RNG streams of the two harvests, apart from training's and evaluation's.
-_TRAIN_HARVEST_STREAM, _HELDOUT_HARVEST_STREAM = 0x0A11, 0x0A12
-_RANDOM_SELECTION_SEED = 0x0A13
 _TRAIN_FIELDS = ("num_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps",
                  "end_lr_fraction", "weight_decay", "b1", "b2", "grad_clip_norm", "log_every")
 
@@ -57,7 +56,7 @@ def harvest(setup: RunSetup, params: Any, split: str, num_prompts: int, stream: 
       num_samples=cfg.num_samples, max_new_tokens=setup.config.eval.max_new_tokens,
       temperature=cfg.temperature, top_k=0, top_p=1.0,
       eos_id=setup.tokenizer.eos_id, pad_id=setup.tokenizer.pad_id)
-  rng = jax.random.fold_in(jax.random.key(setup.config.seed), stream)
+  rng = rng_streams.stream_key(setup.config.seed, stream)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, 0,
                              setup.config.eval.prompt_batch_size, progress)
   return [e.prompt for e in examples], samples
@@ -224,9 +223,9 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
   logging.info("Harvesting %d x %d training samples of %s (step %d)", cfg.num_prompts,
                cfg.num_samples, config.init_from, policy_step)
   train_prompts, train_samples = harvest(setup, policy, "train", cfg.num_prompts,
-                                         _TRAIN_HARVEST_STREAM, progress)
+                                         rng_streams.VERIFIER_TRAIN_HARVEST, progress)
   eval_prompts, eval_samples = harvest(setup, policy, "test", cfg.num_eval_prompts,
-                                       _HELDOUT_HARVEST_STREAM, progress)
+                                       rng_streams.VERIFIER_HELDOUT_HARVEST, progress)
   data = labelled_pairs(setup, train_prompts, train_samples)
   logging.info("%d training pairs, %.1f%% correct", len(data["labels"]),
                100 * data["labels"].mean())
@@ -245,7 +244,8 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
                            cfg.prompt_buckets, cfg.completion_buckets,
                            compute_dtype=setup.compute_dtype)
   report = selection_report(eval_samples.correct, scores.reshape(eval_samples.correct.shape),
-                            eval_samples.answers, _RANDOM_SELECTION_SEED)
+                            eval_samples.answers,
+                            rng_streams.VERIFIER_RANDOM_SELECTION)
   report.update({"policy": os.path.abspath(config.init_from), "policy_step": policy_step,
                  "num_train_pairs": int(len(data["labels"])),
                  "train_positive_rate": float(data["labels"].mean()),
@@ -253,8 +253,12 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
   if jax.process_index() == 0:
     meta = {"config": config.to_dict(), "prompt_buckets": list(cfg.prompt_buckets),
             "completion_buckets": list(cfg.completion_buckets),
-            "policy": report["policy"], "policy_step": policy_step, "auc": report["auc"]}
+            "policy": report["policy"], "policy_step": policy_step, "auc": report["auc"],
+            # The policy's own architecture and tokenizer (an hf: checkpoint's, not a preset's).
+            "model": dataclasses.asdict(setup.model_cfg.architecture())}
     orm.save_reward_model(workdir, jax.device_get(params), meta)
+    if hasattr(setup.tokenizer, "save"):
+      setup.tokenizer.save(workdir)
     curves.write_curve_json(report, os.path.join(workdir, "verifier_report.json"))
     plot_selection(report, os.path.join(workdir, "bon_selection.png"))
   return report

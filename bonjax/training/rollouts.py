@@ -29,7 +29,9 @@ class ScoredSamples:
 
   Attributes:
     completions: B lists of n completion texts.
-    correct: bool [B, n] environment reward.
+    correct: bool [B, n] environment reward as correctness.
+    rewards: float [B, n] environment reward R (continuous when the verifier gives one,
+      else `correct` as 0/1).
     scores: float [B, n] verifier scores.
     answers: B lists of n extracted answers (None when unparseable).
     statuses: B lists of n verifier statuses.
@@ -43,6 +45,7 @@ class ScoredSamples:
 
   completions: list[list[str]]
   correct: np.ndarray
+  rewards: np.ndarray
   scores: np.ndarray
   answers: list[list[str | None]]
   statuses: list[list[str]]
@@ -100,6 +103,7 @@ def sample_and_score(setup: RunSetup, params: Any, examples: Sequence[TaskExampl
   return ScoredSamples(
       completions=texts,
       correct=np.asarray(grid(lambda r: r.correct), dtype=bool).reshape(len(examples), n),
+      rewards=np.asarray(grid(lambda r: r.env_reward), dtype=np.float64).reshape(len(examples), n),
       scores=np.asarray(grid(lambda r: r.score), dtype=np.float64).reshape(len(examples), n),
       answers=grid(lambda r: r.answer),
       statuses=grid(lambda r: Status(r.status).value),

@@ -15,10 +15,13 @@ from bonjax.data.batching import encode_prompt
 from bonjax.data.example import TaskExample
 from bonjax.models import transformer
 from bonjax.models.config import ModelConfig
+from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import sharding as sharding_lib
 from bonjax.parallel.mesh import make_mesh
 from bonjax.sampling import sampler as sampler_lib
 from bonjax.tokenizers.base import Tokenizer
+from bonjax.parallel.memory import MemoryPlanError
+from bonjax.training import memory_budget
 from bonjax.training.config_validation import ConfigError, validate_config
 from bonjax.training.model_source import model_and_tokenizer
 from bonjax.training.tasks import Task, build_task
@@ -37,6 +40,7 @@ class RunSetup:
     task: examples and verifier.
     mesh: device mesh (data, fsdp, tensor).
     compute_dtype: activation dtype.
+    memory_plan: the start-up memory plan per device (`bonjax.training.memory_budget`).
   """
 
   config: ml_collections.ConfigDict
@@ -45,6 +49,7 @@ class RunSetup:
   task: Task
   mesh: Mesh
   compute_dtype: Any
+  memory_plan: Any = None
 
   @property
   def prompt_buckets(self) -> tuple[int, ...]:
@@ -61,13 +66,14 @@ class RunSetup:
     return ids[0] if len(ids) == 1 else ids  # One id: the sampler's compile key is unchanged.
 
   def format_prompt(self, example: TaskExample) -> str:
-    """Prompt text the model sees for `example`: the task prompt, or `task.instruction`
-    filled with it (`{prompt}`) and its metadata (e.g. `{expression}`), wrapped in the
-    tokenizer's chat template when `task.chat_template` is set (instruction-tuned models)."""
+    """Prompt text the model sees for `example`: the task prompt, or `task.template`
+    filled with it (`{prompt}`) and its metadata (e.g. `{expression}`, a data row's fields),
+    wrapped in the tokenizer's chat template when `task.chat_template` is set
+    (instruction-tuned models)."""
     task = self.config.task
     text = example.prompt
-    if task.get("instruction"):
-      text = task.instruction.format(prompt=example.prompt, **example.metadata)
+    if task.get("template"):
+      text = task.template.format_map({**example.metadata, "prompt": example.prompt})
     if task.get("chat_template"):
       text = self.tokenizer.chat_prompt(text)
     return text
@@ -139,14 +145,17 @@ def _check_lengths(setup: RunSetup) -> list[str]:
     length, example = max(((len(encode_prompt(setup.tokenizer, setup.format_prompt(e))), e.id)
                            for e in examples), key=lambda pair: pair[0])
   except ValueError as e:  # A template or prompt the tokenizer cannot encode.
-    return [f"task.instruction={setup.config.task.instruction!r}: a formatted prompt cannot be "
-            f"encoded by tokenizer {setup.config.tokenizer.name!r} ({e})"]
+    return [f"task.template={setup.config.task.get('template', '')!r}: a formatted prompt "
+            f"cannot be encoded by tokenizer {setup.config.tokenizer.name!r} ({e})"]
+  except (KeyError, IndexError) as e:  # A template field that an example does not have.
+    return [f"task.template={setup.config.task.template!r}: names a field the examples do "
+            f"not have ({type(e).__name__}: {e})"]
   if length > max(setup.prompt_buckets):
     problems.append(f"lengths.prompt_buckets={setup.prompt_buckets}: the longest prompt "
                     f"({example}) has {length} tokens; the largest bucket must be >= {length}")
   answers = [(len(setup.tokenizer.encode(e.answer)) + 1, e.id) for e in examples
              if e.answer is not None]
-  if setup.config.algorithm == "sft" and answers:
+  if not objective_registry.trains_on_samples(setup.config.algorithm) and answers:
     length, example = max(answers, key=lambda pair: pair[0])
     if length > max(setup.completion_buckets):
       problems.append(f"lengths.completion_buckets={setup.completion_buckets}: the longest gold "
@@ -163,14 +172,19 @@ def build_run_setup(config: ml_collections.ConfigDict) -> RunSetup:
   """
   validate_config(config)
   try:
-    model_cfg, tokenizer = model_and_tokenizer(config)  # init_from="hf:<dir>": the checkpoint's
+    model_cfg, tokenizer = model_and_tokenizer(config)  # the architecture; options below
     task = build_task(config)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
   except (KeyError, ValueError) as e:
     raise ConfigError(f"invalid config:\n  {e.args[0] if e.args else e}") from None
   setup = RunSetup(config=config, model_cfg=model_cfg, tokenizer=tokenizer, task=task, mesh=mesh,
                    compute_dtype=_DTYPES[config.model.compute_dtype])
-  problems = _check_fit(config, model_cfg, tokenizer, mesh) + _check_lengths(setup)
+  problems = (_check_fit(config, model_cfg, tokenizer, mesh) + _check_lengths(setup)
+              + memory_budget.option_problems(config, mesh.shape["data"] * mesh.shape["fsdp"]))
   if problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-  return setup
+  try:  # Memory knobs: planned (and "auto" resolved) before anything is compiled.
+    budget = memory_budget.plan_run(config, dict(mesh.shape))
+  except MemoryPlanError as e:
+    raise ConfigError(str(e)) from None
+  return dataclasses.replace(setup, model_cfg=budget.model_cfg, memory_plan=budget.plan)

@@ -55,11 +55,36 @@ def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransforma
   return optax.chain(*parts)
 
 
+def trainable_part(params: Any, trainable: Any = None) -> Any:
+  """The leaves of `params` that are trained: all when `trainable` is None, else the leaves
+  where the bool mask `trainable` (shaped like params) is True, with None elsewhere."""
+  if trainable is None:
+    return params
+  # The mask leads: its leaves may stand for whole subtrees of params (e.g. partitioning boxes).
+  return jax.tree.map(lambda m, p: p if m else None, trainable, params)
+
+
+def with_trainable(params: Any, trained: Any, trainable: Any = None) -> Any:
+  """`params` with its trainable leaves replaced by those of `trained` (from `trainable_part`)."""
+  if trainable is None:
+    return trained
+  return jax.tree.map(lambda m, t, p: t if m else p, trainable, trained, params)
+
+
 def create_train_state(params: Any, optimizer: optax.GradientTransformation,
-                       seed: int, aux: Any = None) -> TrainState:
-  """Fresh state at step 0."""
+                       seed: int, aux: Any = None, trainable: Any = None) -> TrainState:
+  """Fresh state at step 0.
+
+  Args:
+    params: all model parameters.
+    optimizer: the optax transformation.
+    seed: base PRNG seed.
+    aux: see TrainState.
+    trainable: bool mask shaped like params (e.g. `bonjax.models.lora.trainable_mask`), or None
+      to train everything; the optimizer keeps state for trainable leaves only.
+  """
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=optimizer.init(params),
+                    opt_state=optimizer.init(trainable_part(params, trainable)),
                     rng=jax.random.key_data(jax.random.key(seed)), aux=aux)
 
 

@@ -14,6 +14,7 @@ class Status(str, enum.Enum):
   UNPARSEABLE = "unparseable"
   TIMEOUT = "timeout"
   ERROR = "error"
+  UNSCORED = "unscored"  # A user reward function returned None: counted, never correct.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +28,8 @@ class VerifierResult:
     answer: the extracted final answer (used by majority vote), or None.
     seconds: wall time the check took.
     detail: short human-readable note (error message, failing test), may be empty.
+    reward: continuous environment reward in [0, 1] (fraction of tests passed, a user reward
+      function's value), or None when it is `correct` as 0/1 (see `env_reward`).
   """
 
   score: float
@@ -35,6 +38,13 @@ class VerifierResult:
   answer: str | None = None
   seconds: float = 0.0
   detail: str = ""
+  reward: float | None = None
+
+  @property
+  def env_reward(self) -> float:
+    """The environment reward R the `-S` objectives train on: `reward` when continuous,
+    else `correct` as 0/1."""
+    return float(self.correct) if self.reward is None else float(self.reward)
 
 
 @runtime_checkable

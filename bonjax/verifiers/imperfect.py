@@ -48,5 +48,5 @@ class ImperfectVerifier:
       score = float(judged) + self.jitter * _uniform(str(self.seed), "jitter", prompt, completion)
       out.append(VerifierResult(score=score, correct=result.correct, status=result.status,
                                 answer=result.answer, seconds=result.seconds,
-                                detail=result.detail))
+                                detail=result.detail, reward=result.reward))
     return out

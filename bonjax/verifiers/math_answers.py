@@ -25,10 +25,10 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from bonjax.text.boxed import brace_pairs, last_boxed
 from bonjax.verifiers import pool as pool_lib
 from bonjax.verifiers.base import Status, VerifierResult
 
-_BOX_COMMANDS = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
 _ANSWER_PHRASE = re.compile(
     r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|=|:)\s*:?\s*(.+?)(?=\n|$|\.\s|\.$|;)",
@@ -52,8 +52,6 @@ _SHORT_SQRT = re.compile(r"\\sqrt(\d)")
 _DECIMAL = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _LATEX_FRACTION = re.compile(r"(-?)\\frac{(-?\d+)}{(-?\d+)}")
 _PLAIN_FRACTION = re.compile(r"(-?\d+)/(-?\d+)")
-_BARE_ARGUMENT = re.compile(r"[^\s$]*")
-_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)  # An escape pair, or a brace.
 _DECIMAL_PARTS = re.compile(r"([-+]?)(\d*)(?:\.(\d*))?")
 
 # Size pre-screen of extracted answers (see `oversized_answer`).
@@ -74,42 +72,6 @@ _FACTORIAL = re.compile(r"(\d+)!")
 _WHITESPACE = re.compile(r"\s+")
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
-
-
-def _brace_pairs(text: str) -> dict[int, int]:
-  """Position of each `{` -> position of its matching `}`, in one pass.
-
-  A backslash escapes the next character, so `\\{` and `\\}` (literal braces) do not nest.
-  """
-  pairs, stack = {}, []
-  for token in _BRACE_TOKEN.finditer(text):
-    char = token.group()
-    if char == "{":
-      stack.append(token.start())
-    elif char == "}" and stack:
-      pairs[stack.pop()] = token.start()
-  return pairs
-
-
-def last_boxed(text: str) -> str | None:
-  """The argument of the last `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`), or None.
-
-  Linear in the text: braces are matched once, then the boxes are tried from the last.
-  """
-  matches = list(_BOX_COMMANDS.finditer(text))
-  pairs = _brace_pairs(text) if matches else {}
-  for match in reversed(matches):
-    pos = match.end()
-    while pos < len(text) and text[pos] == " ":
-      pos += 1
-    if pos < len(text) and text[pos] == "{":
-      close = pairs.get(pos)
-      content = None if close is None else text[pos + 1:close]
-    else:
-      content = _BARE_ARGUMENT.match(text, pos).group(0)
-    if content is not None and content.strip():
-      return content.strip()
-  return None
 
 
 def _strip_sentence(answer: str) -> str:
@@ -244,7 +206,7 @@ def _nesting_depth(text: str) -> int:
 
 def _power_tower_height(text: str) -> int:
   """How many powers are stacked: 1 for `x^2`, 2 for `10^{10^{10}}`; braced exponents only."""
-  pairs = _brace_pairs(text)
+  pairs = brace_pairs(text)
   ends: list[int] = []  # Closing positions of the exponent groups we are inside.
   height = 0
   for match in _POWER.finditer(text):

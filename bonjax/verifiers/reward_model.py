@@ -30,7 +30,8 @@ from bonjax.models import transformer
 from bonjax.models.logprobs import token_logprobs
 from bonjax.models.config import ModelConfig, get_preset
 from bonjax.tokenizers.base import Tokenizer
-from bonjax.tokenizers.registry import build_tokenizer
+from bonjax.tokenizers.hf import TOKENIZER_FILE, HFTokenizer
+from bonjax.checkpoints.tokenizer_registry import build_tokenizer
 from bonjax.verifiers.base import Verifier, VerifierResult
 
 Params = Any
@@ -112,7 +113,9 @@ def orm_logits(params: Params, cfg: ModelConfig, tokens: jax.Array, valid: jax.A
   token_logp = jnp.where(target_mask[:, 1:],
                          token_logprobs(backbone, cfg, h[:, :-1], tokens[:, 1:]), 0.0)
   mean_logp = token_logp.sum(-1) / jnp.maximum(target_mask[:, 1:].sum(-1), 1)
-  return h_last @ head["w"] + head["b"] + head["likelihood"] * mean_logp
+  # HIGHEST: float32, not TF32, on GPUs.
+  return (jnp.matmul(h_last, head["w"], precision=jax.lax.Precision.HIGHEST) + head["b"]
+          + head["likelihood"] * mean_logp)
 
 
 def orm_loss(params: Params, cfg: ModelConfig, batch: dict[str, jax.Array],
@@ -244,7 +247,8 @@ class LearnedVerifier:
     per_item = (time.perf_counter() - start) / max(len(completions), 1)
     return [VerifierResult(score=float(p), correct=r.correct, status=r.status, answer=r.answer,
                            seconds=r.seconds + per_item,
-                           detail=r.detail if ok else "reward model: text not encodable")
+                           detail=r.detail if ok else "reward model: text not encodable",
+                           reward=r.reward)
             for p, r, ok in zip(probs, results, encodable)]
 
 
@@ -294,13 +298,17 @@ def load_reward_model(directory: str) -> tuple[Params, ModelConfig, Tokenizer, d
   with open(meta_path, encoding="utf-8") as f:
     meta = json.load(f)
   config = ml_collections.ConfigDict(meta["config"])
-  cfg = get_preset(config.model.preset)
+  # ORMs of policies from HF checkpoints record their architecture and tokenizer files.
+  cfg = ModelConfig(**meta["model"]) if "model" in meta else get_preset(config.model.preset)
   abstract = jax.eval_shape(
       lambda: init_reward_model(transformer.init_params(cfg, jax.random.key(0)), cfg))
   checkpointer = ocp.StandardCheckpointer()
   params = checkpointer.restore(os.path.join(directory, PARAMS_DIR), abstract)
   checkpointer.close()
-  return params, cfg, build_tokenizer(config), meta
+  tokenizer = (HFTokenizer.from_directory(directory)
+               if os.path.exists(os.path.join(directory, TOKENIZER_FILE)) else
+               build_tokenizer(config))
+  return params, cfg, tokenizer, meta
 
 
 def load_learned_verifier(base: Verifier, directory: str) -> LearnedVerifier:

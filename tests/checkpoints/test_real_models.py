@@ -17,7 +17,7 @@ from bonjax.checkpoints import pretrained
 
 pytestmark = pytest.mark.slow
 
-# Perplexity of experiments.smollm2_pretrained_check.PARAGRAPH. A wrong conversion detail
+# Perplexity of benchmarks/pretrained_check.py PARAGRAPH. A wrong conversion detail
 # (norm convention, rotary permutation, window, scale, ...) gives 36 or more.
 PERPLEXITY_BELOW = {"smollm2-135m": 30.0, "gemma3-270m": 20.0}
 
@@ -31,9 +31,9 @@ def report(request):
     pretrained.PRETRAINED[request.param].source_files()
   except pretrained.MissingModelPackage as e:
     pytest.skip(str(e))
-  from experiments import smollm2_pretrained_check  # pylint: disable=g-import-not-at-top
+  from benchmarks import pretrained_check  # pylint: disable=g-import-not-at-top
 
-  result = smollm2_pretrained_check.run_checks(request.param, cold=False)
+  result = pretrained_check.run_checks(request.param, cold=False)
   print(json.dumps(result, indent=2))
   return result
 

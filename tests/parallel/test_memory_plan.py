@@ -183,9 +183,9 @@ def test_activations_that_cannot_fit_name_batch_size_and_remat():
     memory.check_fits(plan, 16 * GIB)
   message = str(error.value)
   assert "training needs" in message and "largest parts: activations" in message
-  assert "lower train.batch_size=64 (or accumulate gradients over micro-batches)" in message
-  assert "turn on remat (train.remat=True)" in message
-  assert "train.vocab_chunk" in message  # 262,144-way logits dominate.
+  assert "lower train.batch_size=64 or raise train.grad_accum_steps=1" in message
+  assert "model.remat=dots (now 'none')" in message
+  assert "model.logits_chunk" in message  # 262,144-way logits dominate.
   assert "mesh.data x mesh.fsdp = 1" in message
 
 

@@ -182,9 +182,8 @@ def test_sampling_params_validation():
     sampler.SamplingParams(top_p=0.0)
 
 
+@pytest.mark.devices(8)
 def test_sharded_inputs_give_the_same_samples(sampled):
-  if jax.device_count() < 8:
-    pytest.skip("needs 8 (simulated) devices")
   mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ("data", "fsdp", "tensor"))
   tokens, valid, expected = sampled
   params = fx.random_params(CFG)

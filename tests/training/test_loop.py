@@ -47,6 +47,7 @@ def one_step(config, mesh_shape):
   return float(metrics["loss"]), jax.device_get(state.params), state
 
 
+@pytest.mark.devices(8)
 def test_train_step_same_on_one_device_and_8_device_meshes():
   config = small_config()
   loss_1, params_1, _ = one_step(config, (1, 1, 1))

@@ -15,21 +15,21 @@ def small_config():
   return config
 
 
-def test_instruction_is_filled_from_the_example_metadata():
+def test_template_is_filled_from_the_example_metadata():
   config = small_config()
-  config.task.instruction = "Q:{expression}({prompt})"  # In the char alphabet; fits a bucket.
+  config.task.template = "Q:{expression}({prompt})"  # In the char alphabet; fits a bucket.
   setup = build_run_setup(config)
   example = setup.task.test[0]
   expression = example.metadata["expression"]
   assert setup.format_prompt(example) == f"Q:{expression}({expression}=)"
-  config.task.instruction = ""
+  config.task.template = ""
   assert build_run_setup(config).format_prompt(example) == example.prompt
 
 
-def test_instruction_the_tokenizer_cannot_encode_is_a_config_error():
+def test_template_the_tokenizer_cannot_encode_is_a_config_error():
   config = small_config()
-  config.task.instruction = "What is {expression}?"
-  with pytest.raises(ConfigError, match=r"task.instruction=.*'W' is not in the alphabet"):
+  config.task.template = "What is {expression}?"
+  with pytest.raises(ConfigError, match=r"task.template=.*'W' is not in the alphabet"):
     build_run_setup(config)
 
 

@@ -32,7 +32,7 @@ def test_config_changes_lists_every_differing_leaf():
 @pytest.mark.parametrize("path, resumable", [
     ("train.num_steps", True), ("train.log_every", True), ("train.checkpoint_every", True),
     ("eval.num_samples", True), ("eval.temperature", True), ("mesh.data", True),
-    ("train.on_nonfinite", True),
+    ("train.on_nonfinite", True), ("logging.wandb", True), ("logging.wandb_run_name", True),
     ("seed", False), ("algorithm", False), ("init_from", False), ("model.preset", False),
     ("task.num_train", False), ("tokenizer.name", False), ("lengths.prompt_buckets", False),
     ("train.batch_size", False), ("train.learning_rate", False), ("objective.kl_coef", False),

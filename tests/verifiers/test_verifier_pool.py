@@ -159,4 +159,4 @@ def test_result_metrics_counts_exactly():
   metrics = result_metrics(results)
   assert metrics.pop("check_seconds_mean") == pytest.approx(0.7, rel=1e-12)
   assert metrics == {"ok": 2.0, "unparseable": 1.0, "timeout": 1.0, "error": 0.0,
-                     "count": 4.0, "correct": 1.0, "check_seconds_max": 2.0}
+                     "unscored": 0.0, "count": 4.0, "correct": 1.0, "check_seconds_max": 2.0}

@@ -1,4 +1,9 @@
-"""Tokenizer registry: config `tokenizer.name` -> factory."""
+"""Tokenizer registry: config `tokenizer.name` -> factory.
+
+A name resolves to a built-in tokenizer or to a pretrained model's own (read with its weights),
+so the registry sits with the pretrained checkpoints, above bonjax.tokenizers: tokenizers
+import nothing of bonjax, checkpoints import tokenizers and models.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,20 @@ from typing import Callable
 
 import ml_collections
 
+from bonjax.checkpoints import pretrained
 from bonjax.tokenizers.base import Tokenizer
+from bonjax.tokenizers.byte import ByteTokenizer
 from bonjax.tokenizers.char import CharTokenizer
 
 TokenizerFactory = Callable[[ml_collections.ConfigDict], Tokenizer]
 
 def _pretrained(config: ml_collections.ConfigDict) -> Tokenizer:
-  # Imported on use: the checkpoints package depends on tokenizers, not the other way round.
-  from bonjax.checkpoints import pretrained
   return pretrained.load_pretrained_tokenizer(config.tokenizer.model)
 
 
 TOKENIZERS: dict[str, TokenizerFactory] = {
     "char": lambda config: CharTokenizer(),
+    "byte": lambda config: ByteTokenizer(),  # any text, with model.preset="tiny-byte"
     "pretrained": _pretrained,  # tokenizer.model: a name of bonjax.checkpoints.pretrained
 }
 

