@@ -54,7 +54,6 @@ setup(
             "array_record>=0.5",
             "pyarrow>=14",
             "transformers>=4.56",
-            "jinja2>=3.1",
             "safetensors>=0.4",
             "tokenizers>=0.20",
             "gguf>=0.10",

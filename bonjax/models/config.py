@@ -114,9 +114,12 @@ class ModelConfig:
   lora_targets: tuple[str, ...] = ("q", "k", "v", "o", "gate", "up", "down")
 
   def __post_init__(self):
-    # Configs read back from JSON (the converted-weights cache) carry the scaling as a dict.
+    # Configs read back from JSON (the converted-weights cache, a reward model's record) carry
+    # the scaling as a dict and tuples as lists; the config must stay hashable (a jit key).
     if isinstance(self.rope_scaling, dict):
       object.__setattr__(self, "rope_scaling", RopeScaling(**self.rope_scaling))
+    if isinstance(self.lora_targets, list):
+      object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
   def architecture(self) -> "ModelConfig":
     """This config with the execution and fine-tuning options at their defaults."""

@@ -117,13 +117,13 @@ def model_and_tokenizer(config: ml_collections.ConfigDict) -> tuple[ModelConfig,
 
 def architecture(config: ml_collections.ConfigDict) -> ModelConfig:
   """The run's architecture (no execution options): the HF checkpoint's config.json for
-  `init_from="hf:<dir>"`, else `model.preset`.
+  `init_from="hf:<dir>"` (or a run that started from one), else `model.preset`.
 
   Raises:
     ValueError: naming `init_from` and what is missing or unsupported in the directory;
       KeyError: an unknown preset.
   """
-  init_from = config.get("init_from", "") or ""
+  init_from = architecture_source(config.get("init_from", "") or "")
   directory = hf_directory(init_from)
   if directory is None:
     return get_preset(config.model.preset)

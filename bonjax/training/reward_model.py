@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Any
@@ -252,8 +253,12 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
   if jax.process_index() == 0:
     meta = {"config": config.to_dict(), "prompt_buckets": list(cfg.prompt_buckets),
             "completion_buckets": list(cfg.completion_buckets),
-            "policy": report["policy"], "policy_step": policy_step, "auc": report["auc"]}
+            "policy": report["policy"], "policy_step": policy_step, "auc": report["auc"],
+            # The policy's own architecture and tokenizer (an hf: checkpoint's, not a preset's).
+            "model": dataclasses.asdict(setup.model_cfg.architecture())}
     orm.save_reward_model(workdir, jax.device_get(params), meta)
+    if hasattr(setup.tokenizer, "save"):
+      setup.tokenizer.save(workdir)
     curves.write_curve_json(report, os.path.join(workdir, "verifier_report.json"))
     plot_selection(report, os.path.join(workdir, "bon_selection.png"))
   return report

@@ -30,6 +30,7 @@ from bonjax.models import transformer
 from bonjax.models.logprobs import token_logprobs
 from bonjax.models.config import ModelConfig, get_preset
 from bonjax.tokenizers.base import Tokenizer
+from bonjax.tokenizers.hf import TOKENIZER_FILE, HFTokenizer
 from bonjax.checkpoints.tokenizer_registry import build_tokenizer
 from bonjax.verifiers.base import Verifier, VerifierResult
 
@@ -297,13 +298,17 @@ def load_reward_model(directory: str) -> tuple[Params, ModelConfig, Tokenizer, d
   with open(meta_path, encoding="utf-8") as f:
     meta = json.load(f)
   config = ml_collections.ConfigDict(meta["config"])
-  cfg = get_preset(config.model.preset)
+  # ORMs of policies from HF checkpoints record their architecture and tokenizer files.
+  cfg = ModelConfig(**meta["model"]) if "model" in meta else get_preset(config.model.preset)
   abstract = jax.eval_shape(
       lambda: init_reward_model(transformer.init_params(cfg, jax.random.key(0)), cfg))
   checkpointer = ocp.StandardCheckpointer()
   params = checkpointer.restore(os.path.join(directory, PARAMS_DIR), abstract)
   checkpointer.close()
-  return params, cfg, build_tokenizer(config), meta
+  tokenizer = (HFTokenizer.from_directory(directory)
+               if os.path.exists(os.path.join(directory, TOKENIZER_FILE)) else
+               build_tokenizer(config))
+  return params, cfg, tokenizer, meta
 
 
 def load_learned_verifier(base: Verifier, directory: str) -> LearnedVerifier:

@@ -154,3 +154,37 @@ def test_broken_hf_directories_are_config_errors(tmp_path):
   os.remove(tmp_path / "ok" / "tokenizer.json")
   with pytest.raises(ConfigError, match=r"tokenizer.json: not found"):
     build_run_setup(_config(str(tmp_path / "ok")))
+
+
+def test_reward_model_of_an_hf_policy_keeps_its_architecture_and_tokenizer(tmp_path):
+  """A learned verifier initialised from an hf: policy reads back as that model, not a preset."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from bonjax.checkpoints import hf_import  # pylint: disable=g-import-not-at-top
+  from bonjax.training.model_source import hf_tokenizer  # pylint: disable=g-import-not-at-top
+  from bonjax.verifiers import reward_model as orm  # pylint: disable=g-import-not-at-top
+
+  source = str(tmp_path / "llama3")
+  build_hf_checkpoint(source, "llama3")
+  cfg, params = hf_import.load_hf_checkpoint(source)
+  config = _config(source)
+  meta = {"config": config.to_dict(), "prompt_buckets": [96], "completion_buckets": [8],
+          "model": dataclasses.asdict(cfg)}
+  orm.save_reward_model(str(tmp_path / "orm"), orm.init_reward_model(params, cfg), meta)
+  hf_tokenizer(source).save(str(tmp_path / "orm"))
+  loaded, cfg_back, tokenizer, _ = orm.load_reward_model(str(tmp_path / "orm"))
+  assert cfg_back == cfg and cfg_back.rope_scaling.rope_type == "llama3"
+  assert tokenizer.encode("What is 2+3?") == hf_tokenizer(source).encode("What is 2+3?")
+  np.testing.assert_array_equal(loaded["backbone"]["layers"]["q"], params["layers"]["q"])
+
+
+def test_model_config_read_back_from_json_is_hashable_and_equal():
+  """The converted-weights cache and reward-model records store ModelConfig as JSON."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  from bonjax.models.config import ModelConfig, RopeScaling, get_preset  # pylint: disable=g-import-not-at-top
+
+  for cfg in (get_preset("smollm2-135m"),
+              CONFIGS["llama"].replace(rope_scaling=RopeScaling("llama3", 8.0, 1.0, 4.0, 64))):
+    back = ModelConfig(**json.loads(json.dumps(dataclasses.asdict(cfg))))
+    assert back == cfg and hash(back) == hash(cfg)
