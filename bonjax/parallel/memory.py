@@ -8,9 +8,13 @@ shrink the largest parts.
 
 What is counted (bytes per device):
 
-  parameters   every parameter (float32), split as the logical-axis rules split it
-  optimizer    the optimizer's parameter-shaped float32 buffers (Adam: 2 moments)
-  gradients    one float32 gradient per parameter, sharded like it
+  parameters   every parameter (float32), split as the logical-axis rules split it, plus
+               LoRA adapters (replicated) when the config declares them
+  optimizer    the optimizer's float32 buffers (Adam: 2 moments) per trained parameter (all
+               of them, or only the LoRA adapters)
+  gradients    one float32 gradient per trained parameter (two with gradient accumulation)
+  reference    frozen reference-policy copies in their dtype (none for a LoRA run, whose base
+               weights are the reference)
   batch        the training step's token / mask arrays
   activations  what the backward pass keeps (the saved residuals of every layer, the output
                log-probabilities) plus its working set (the cotangents of one layer and of
@@ -28,6 +32,12 @@ the jitted train step and sampler. Sizes are split over the mesh the way the sha
 split the arrays (prompt rows over data x fsdp, heads / MLP / vocabulary over tensor when
 divisible). Training gathers weights over fsdp one layer at a time (ZeRO-3); the sampler
 gathers its per-layer copy once per call.
+
+The memory knobs enter as a run sets them (`bonjax.training.memory_budget`, which calls
+`plan_for_config` at start-up): model.remat ("full" keeps each layer's input, "dots" also the
+projections' outputs: an estimate, not checked against jax), model.logits_chunk (the output
+layer's logits of one chunk of tokens at a time), train.grad_accum_steps (activations of one
+micro-batch) and LoRA (model.lora_rank).
 
 bfloat16 compute is planned with the float32 activation counts plus the bfloat16 weight copies
 that the backward pass and the sampler keep. On the tiny model the train step's plan is then
