@@ -37,7 +37,9 @@ import numpy as np
 from bonjax.checkpoints import hf_export, pretrained
 from bonjax.data.batching import encode_prompt, left_pad
 from bonjax.models import layers
+from bonjax.models import lora
 from bonjax.models import transformer
+from bonjax.parallel import memory
 from bonjax.sampling import sampler
 from timing import timed, xla_flops  # benchmarks/timing.py, beside this script
 from bonjax.training.sft import sft_loss
@@ -48,8 +50,14 @@ PROMPT = "What is 37 + 48? Answer with the number."
 
 
 def train_flops_per_token(cfg, seq_len: int) -> float:
-  """Model FLOPs of a training step per token (see the module docstring)."""
+  """Model FLOPs of a training step per token (see the module docstring).
+
+  With LoRA (cfg.lora_rank > 0) the frozen base weights get no weight gradient: 4 x params
+  (forward 2, input gradients 2) plus 6 x the adapters'.
+  """
   attention = 12 * cfg.num_layers * seq_len * cfg.num_heads * cfg.head_dim
+  if cfg.lora_rank:
+    return 4 * cfg.num_params() + 6 * memory.adapter_elements(cfg) + attention
   return 6 * cfg.num_params() + attention
 
 
@@ -130,19 +138,22 @@ def bench_sampling(cfg, params, tokenizer, hf_model, n: int, new_tokens: int, dt
 
 def bench_train_step(cfg, params, dtype_name: str, batch: int, seq_len: int, peak: float,
                      repeats: int) -> dict:
-  """Tokens/s and MFU of one full-parameter SFT step on random tokens."""
+  """Tokens/s and MFU of one SFT step on random tokens: full-parameter, or only the LoRA
+  adapters when `params` has them; the memory knobs are cfg's (remat, logits_chunk)."""
   import optax
 
   dtype = jnp.dtype(dtype_name)
   optimizer = optax.adamw(1e-5)
   loss_fn = lambda p, b, r: sft_loss(p, b, r, model_cfg=cfg, compute_dtype=dtype)
-  step = jax.jit(make_train_step(loss_fn, optimizer), donate_argnums=(0,))
+  trainable = lora.trainable_mask(params)
+  step = jax.jit(make_train_step(loss_fn, optimizer, trainable=trainable), donate_argnums=(0,))
   rng = np.random.default_rng(0)
   data = {"tokens": jnp.asarray(rng.integers(3, cfg.vocab_size, (batch, seq_len)), jnp.int32),
           "valid": jnp.ones((batch, seq_len), bool),
           "target_mask": jnp.asarray(np.arange(seq_len)[None].repeat(batch, 0) >= seq_len // 4)}
-  state = create_train_state(params, optimizer, 0)
+  state = create_train_state(params, optimizer, 0, trainable=trainable)
   compiled = step.lower(state, data).compile()
+  analysis = compiled.memory_analysis()
   flops = train_flops_per_token(cfg, seq_len) * batch * seq_len
   holder = [state]
 
@@ -153,7 +164,9 @@ def bench_train_step(cfg, params, dtype_name: str, batch: int, seq_len: int, pea
   _, seconds = timed(run, repeats)
   return {"tokens_s": batch * seq_len / seconds, "step_s": seconds, "flops_s": flops / seconds,
           "mfu": flops / seconds / peak, "gflop_per_step": flops / 1e9,
-          "xla_gflop_per_step": xla_flops(compiled) / 1e9}
+          "xla_gflop_per_step": xla_flops(compiled) / 1e9,
+          "xla_argument_bytes": getattr(analysis, "argument_size_in_bytes", None),
+          "xla_temp_bytes": getattr(analysis, "temp_size_in_bytes", None)}
 
 
 def main() -> None:

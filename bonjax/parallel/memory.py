@@ -8,9 +8,13 @@ shrink the largest parts.
 
 What is counted (bytes per device):
 
-  parameters   every parameter (float32), split as the logical-axis rules split it
-  optimizer    the optimizer's parameter-shaped float32 buffers (Adam: 2 moments)
-  gradients    one float32 gradient per parameter, sharded like it
+  parameters   every parameter (float32), split as the logical-axis rules split it, plus
+               LoRA adapters (replicated) when the config declares them
+  optimizer    the optimizer's float32 buffers (Adam: 2 moments) per trained parameter (all
+               of them, or only the LoRA adapters)
+  gradients    one float32 gradient per trained parameter (two with gradient accumulation)
+  reference    frozen reference-policy copies in their dtype (none for a LoRA run, whose base
+               weights are the reference)
   batch        the training step's token / mask arrays
   activations  what the backward pass keeps (the saved residuals of every layer, the output
                log-probabilities) plus its working set (the cotangents of one layer and of
@@ -28,6 +32,12 @@ the jitted train step and sampler. Sizes are split over the mesh the way the sha
 split the arrays (prompt rows over data x fsdp, heads / MLP / vocabulary over tensor when
 divisible). Training gathers weights over fsdp one layer at a time (ZeRO-3); the sampler
 gathers its per-layer copy once per call.
+
+The memory knobs enter as a run sets them (`bonjax.training.memory_budget`, which calls
+`plan_for_config` at start-up): model.remat ("full" keeps each layer's input, "dots" also the
+projections' outputs: an estimate, not checked against jax), model.logits_chunk (the output
+layer's logits of one chunk of tokens at a time), train.grad_accum_steps (activations of one
+micro-batch) and LoRA (model.lora_rank).
 
 bfloat16 compute is planned with the float32 activation counts plus the bfloat16 weight copies
 that the backward pass and the sampler keep. On the tiny model the train step's plan is then
@@ -588,18 +598,22 @@ def check_fits(plan: MemoryPlan, device_memory_bytes: int, usable_fraction: floa
 
 
 def plan_for_config(config: Any, cfg: "ModelConfig",
-                    mesh_shape: Sequence[int] | Mapping[str, int]) -> MemoryPlan:
+                    mesh_shape: Sequence[int] | Mapping[str, int], *,
+                    on_policy: bool) -> MemoryPlan:
   """The plan of a run config (an ml_collections ConfigDict of experiments/*.py).
+
+  `on_policy` says whether `config.algorithm` trains on the policy's samples (the objective
+  registry's answer, `bonjax.objectives.registry.trains_on_samples`, which parallel/ does not
+  import).
 
   The memory knobs come from `cfg` (model.remat, model.logits_chunk, LoRA, as
   `bonjax.training.memory_budget.model_config` sets them) and train.grad_accum_steps.
 
   Training rows are prompts x `sampling.num_samples` for on-policy algorithms and prompts for
-  "sft"; the sampler is planned for the larger of the training sampler (`sampling.*`, one call
+  supervised ones; the sampler is planned for the larger of the training sampler (`sampling.*`, one call
   per step over `train.batch_size` prompts) and the evaluation sampler (`eval.*`).
   """
   train, sampling, evaluation = config.train, config.sampling, config.eval
-  on_policy = config.algorithm != "sft"
   prompt_len = max(config.lengths.prompt_buckets)
   completion_len = sampling.max_new_tokens if on_policy else max(config.lengths.completion_buckets)
   calls = [("eval", evaluation.prompt_batch_size, evaluation.num_samples,
@@ -631,7 +645,7 @@ def device_memory_bytes(device: Any = None) -> int | None:
 
 
 def check_config_fits(config: Any, cfg: "ModelConfig",
-                      mesh_shape: Sequence[int] | Mapping[str, int],
+                      mesh_shape: Sequence[int] | Mapping[str, int], *, on_policy: bool,
                       memory_bytes: int | None = None) -> MemoryPlan:
   """Plans a run config and checks it against the device (a start-up check).
 
@@ -639,6 +653,7 @@ def check_config_fits(config: Any, cfg: "ModelConfig",
     config: run config.
     cfg: model architecture.
     mesh_shape: the run's mesh shape.
+    on_policy: the algorithm trains on the policy's samples (see `plan_for_config`).
     memory_bytes: device memory; None asks the first local device, and skips the check where
       the device does not report its memory.
 
@@ -648,7 +663,7 @@ def check_config_fits(config: Any, cfg: "ModelConfig",
   Raises:
     MemoryPlanError: the run does not fit, naming the knobs to turn.
   """
-  plan = plan_for_config(config, cfg, mesh_shape)
+  plan = plan_for_config(config, cfg, mesh_shape, on_policy=on_policy)
   memory_bytes = device_memory_bytes() if memory_bytes is None else memory_bytes
   if memory_bytes is not None:
     check_fits(plan, memory_bytes)

@@ -27,7 +27,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from bonjax.models.logprobs import tempered_log_softmax
+from bonjax.models.logprobs import policy_temperature, tempered_log_softmax
 
 
 def first_argmax(x: jax.Array) -> jax.Array:
@@ -80,7 +80,7 @@ def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
 def _greedy(logits, keys, *, temperature, top_k, top_p, block_size):
   del keys, temperature, top_k, top_p, block_size
   tokens = first_argmax(logits)
-  return tokens, _gather(tempered_log_softmax(logits, 1.0), tokens)
+  return tokens, _gather(tempered_log_softmax(logits, policy_temperature(0.0)), tokens)
 
 
 def _full_vocabulary(logits, keys, *, temperature, top_k, top_p, block_size):

@@ -52,7 +52,8 @@ COMMON_RULES: tuple[Rule, ...] = (
     Rule("lengths.completion_buckets", _positive_buckets, "must be a non-empty list of lengths >= 1"),
     Rule("train.num_steps", _at_least(0), "must be >= 0"),
     Rule("train.batch_size", _at_least(1), "must be >= 1"),
-    Rule("train.learning_rate", lambda v: v > 0, "must be > 0"),
+    # 0 is a legitimate frozen-policy check run (e.g. KL to the reference must stay 0).
+    Rule("train.learning_rate", lambda v: v >= 0, "must be >= 0"),
     Rule("train.lr_schedule", _one_of(("cosine", "linear", "constant")),
          "must be one of 'cosine', 'linear', 'constant'"),
     Rule("train.warmup_steps", _at_least(0), "must be >= 0"),

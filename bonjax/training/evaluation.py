@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from bonjax.bon import curves
+from bonjax.models.logprobs import policy_temperature
 from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training import rng_streams
 from bonjax.training.rollouts import ScoredSamples, group_logprobs, sample_and_score
@@ -37,21 +38,30 @@ def diversity_metrics(samples: ScoredSamples) -> dict[str, float]:
   return metrics
 
 
-def kl_to_reference(setup: RunSetup, samples: ScoredSamples, reference_params: Any,
-                    temperature: float, prompt_batch_size: int) -> float:
+def kl_to_reference(setup: RunSetup, samples: ScoredSamples, params: Any,
+                    reference_params: Any, temperature: float, prompt_batch_size: int) -> float:
   """Monte-Carlo KL(policy || reference) per sequence: mean of log pi - log pi_ref over the
-  policy's own samples (both at the evaluation temperature)."""
+  policy's own samples, both teacher-forced by the same function at the sampler's policy
+  temperature (models.logprobs.policy_temperature), so the KL of a policy to itself is 0."""
   logp = jax.jit(functools.partial(group_logprobs, model_cfg=setup.model_cfg,
-                                   temperature=max(temperature, 1e-6),
+                                   temperature=policy_temperature(temperature),
                                    compute_dtype=setup.compute_dtype))
-  ref = []
+  return float(np.mean(_teacher_forced(setup, samples, logp, params, prompt_batch_size)
+                       - _teacher_forced(setup, samples, logp, reference_params,
+                                         prompt_batch_size)))
+
+
+def _teacher_forced(setup: RunSetup, samples: ScoredSamples, logp, params: Any,
+                    prompt_batch_size: int) -> np.ndarray:
+  """[P, n] sequence log-probs of the stored samples under `params`."""
+  out = []
   for start in range(0, len(samples.completions), prompt_batch_size):
     rows = np.arange(start, min(start + prompt_batch_size, len(samples.completions)))
     padded = np.concatenate([rows, np.full(prompt_batch_size - len(rows), rows[0])])
     args = setup.shard_batch((samples.prompt_tokens[padded], samples.prompt_valid[padded],
                               samples.completion_tokens[padded], samples.completion_mask[padded]))
-    ref.append(np.asarray(fetch_to_host(logp(reference_params, *args)[0]))[:len(rows)])
-  return float(np.mean(samples.logprobs - np.concatenate(ref)))
+    out.append(np.asarray(fetch_to_host(logp(params, *args)[0]))[:len(rows)])
+  return np.concatenate(out)
 
 
 def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
@@ -78,7 +88,7 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
   curve = curves.bon_curve(samples.correct, samples.scores, samples.answers)
   diversity = diversity_metrics(samples)
   if reference_params is not None:
-    diversity["kl_to_reference"] = kl_to_reference(setup, samples, reference_params,
+    diversity["kl_to_reference"] = kl_to_reference(setup, samples, params, reference_params,
                                                    cfg.temperature, cfg.prompt_batch_size)
   return {
       "step": int(step),

@@ -31,6 +31,7 @@ from bonjax.models import attention
 from bonjax.models import lora
 from bonjax.models import transformer
 from bonjax.models.config import ModelConfig
+from bonjax.objectives import registry as objective_registry
 from bonjax.parallel import memory
 from bonjax.training import model_source
 
@@ -135,7 +136,8 @@ def plan_run(config: ml_collections.ConfigDict, mesh_shape: Sequence[int] | dict
   candidates = AUTO_REMAT_ORDER if auto and device_bytes is not None else (None,)
   for i, remat in enumerate(candidates):
     cfg = model_config(config, remat)
-    plan = memory.plan_for_config(config, cfg, mesh_shape)
+    plan = memory.plan_for_config(config, cfg, mesh_shape,
+                                  on_policy=objective_registry.trains_on_samples(config.algorithm))
     last = i == len(candidates) - 1
     if device_bytes is None or not check:
       break

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from bonjax.data.batching import encode_supervised
-from bonjax.data.order import batch_indices
+from bonjax.data import feed
 from bonjax.models import lora
 from bonjax.models.config import ModelConfig
 from bonjax.objectives.bond import ema_anchor_update
@@ -28,6 +28,7 @@ from bonjax.objectives.inputs import ObjectiveInputs
 from bonjax.objectives.registry import ObjectiveSpec, get_objective
 from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training.reference_samples import ReferenceSampleCache, best_of_subset
+from bonjax.models.logprobs import policy_temperature
 from bonjax.training.rollouts import group_logprobs, sample_and_score
 from bonjax.training import rng_streams
 from bonjax.training.run_setup import RunSetup
@@ -82,7 +83,7 @@ class OnPolicyTrainer:
     config = self.setup.config
     self.needed = self.spec.required_inputs(self.objective_cfg)
     self.sampling = self.setup.sampling_params(config.sampling)
-    self.temperature = max(config.sampling.temperature, 1e-6)
+    self.temperature = policy_temperature(config.sampling.temperature)
     self._reference_cache = None
     if "ref_scores" in self.needed and not self.spec.needs_anchor:
       self._reference_cache = ReferenceSampleCache(
@@ -117,8 +118,9 @@ class OnPolicyTrainer:
       (host batch of [B, ...] arrays, host-side metrics such as verifier status rates).
     """
     setup, config = self.setup, self.setup.config
-    idx = batch_indices(config.seed, step, config.train.batch_size, len(setup.task.train))
-    examples = [setup.task.train[i] for i in idx]
+    batch_feed = feed.batch_at(setup.task.train, seed=config.seed, step=step,
+                               batch_size=config.train.batch_size)
+    idx, examples = batch_feed.indices, list(batch_feed.examples)
     rng = rng_streams.stream_key(config.seed, rng_streams.TRAIN)
     samples = sample_and_score(setup, state.params, examples, idx, self.sampling, rng, step,
                                config.train.batch_size)

@@ -27,6 +27,9 @@ RESUMABLE_CHANGES: tuple[str, ...] = (
     "train.num_steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
     "train.async_checkpoints", "train.eval_every", "train.on_nonfinite", "eval", "mesh",
     "logging",
+    # Memory knobs: how a step is computed, not what it computes (e.g. resuming on a smaller
+    # device with more rematerialisation or micro-batches).
+    "model.remat", "model.logits_chunk", "model.attention_impl", "train.grad_accum_steps",
 )
 
 _MISSING = object()

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bonjax.data.batching import encode_supervised
-from bonjax.data.order import batch_indices
+from bonjax.data import feed
 from bonjax.models.logprobs import sequence_logprobs
 from bonjax.models.config import ModelConfig
 
@@ -53,8 +53,8 @@ def supervised_batch(setup, step: int) -> dict[str, np.ndarray]:
     The teacher-forcing batch of `encode_supervised` for the step's training examples.
   """
   train = setup.config.train
-  idx = batch_indices(setup.config.seed, step, train.batch_size, len(setup.task.train))
-  examples = [setup.task.train[i] for i in idx]
+  examples = feed.batch_at(setup.task.train, seed=setup.config.seed, step=step,
+                           batch_size=train.batch_size).examples
   return encode_supervised(setup.tokenizer, [setup.format_prompt(e) for e in examples],
                            [e.answer for e in examples], setup.prompt_buckets,
                            setup.completion_buckets)

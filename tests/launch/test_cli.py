@@ -88,6 +88,12 @@ def test_launcher_errors_keep_their_exit_status(tmp_path):
   assert not os.path.exists(tmp_path / "empty")
 
 
+def test_export_reaches_the_launchers_export_mode(tmp_path):
+  result = _bonjax("export", f"--workdir={tmp_path / 'run'}", cwd=str(tmp_path))
+  assert result.returncode == 2
+  assert "error: --mode=export needs --export_dir=<directory>" in result.stderr
+
+
 def test_sweep_help_is_the_sweeps(tmp_path):
   result = _bonjax("sweep", "--help", cwd=str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]

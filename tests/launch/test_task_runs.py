@@ -111,3 +111,38 @@ def test_learned_verifier_sequence_on_the_jsonl_task(tmp_path):
   # The -V objective trains on the reward model's P(correct), not on the 0/1 math grade.
   assert all(0.0 < m["score"] < 1.0 and m["score"] != m["reward"] for m in train)
   check_statuses_cover_every_sample(metrics)
+
+
+def test_malformed_row_stops_the_launcher_before_anything_runs(tmp_path, capsys):
+  data = tmp_path / "bad.jsonl"
+  data.write_text('{"prompt": "p", "answer": "1", "split": "train"}\n'
+                  '{"prompt": "q", "split": "test"}\n')
+  workdir = tmp_path / "run"
+  status = main.run(["launch.main", f"--workdir={workdir}", *JSONL_RUN,
+                     f"--config.task.path={data}", "--config.task.reward=exact"])
+  assert status == 2
+  assert (f"{data}:2: missing_field: required field 'answer' is absent"
+          in capsys.readouterr().err)
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize("module, args", [
+    ("humaneval_bon", ["bon_rlb_p", "bon_rl_s", "bon_rl_s,smoke"]),
+    ("math_jsonl_bon", ["sft", "bon_rlb", "bon_rl_s", "bon_rl_v", "verifier", "bon_rlb,smoke"]),
+])
+def test_example_configs_are_valid(module, args):
+  import importlib
+  from bonjax.training.config_validation import validate_config
+  experiment = importlib.import_module(f"experiments.{module}")
+  for arg in args:
+    config = experiment.get_config(arg)
+    validate_config(config)
+    if arg.startswith("verifier"):
+      from bonjax.training import reward_model
+      reward_model.check_config(config)
+    assert config.eval.num_prompts <= config.task.num_test
+    assert config.lengths.completion_buckets[0] >= config.sampling.max_new_tokens
+  real = experiment.get_config(args[0])
+  assert real.init_from == "pretrained:smollm2-135m" and real.model.preset == "smollm2-135m"
+  with pytest.raises(ValueError, match="expected <"):
+    experiment.get_config("nope")

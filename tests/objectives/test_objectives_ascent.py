@@ -13,7 +13,8 @@ at every policy, N' and N <= N' of the grid; where the estimator claims to be un
 whole vector E[update] equals grad target (so the ratio is 1) to 1e-6 relative. Rows known NOT
 to ascend (bon_rlb estimator="plugin_plus") assert that they do descend somewhere, so that the
 documentation stays true. A registry objective without a row fails `test_registry_complete`
-unless it is listed in NO_TARGET with the reason.
+(vbon, bond and j_bond, whose target depends on a reference policy, are checked against their
+exact gradients in test_objectives_distill.py; DISTILL_TESTS names those tests).
 """
 
 from __future__ import annotations
@@ -124,13 +125,15 @@ EXPERT_ROWS = {
     "bon_sft_bon_pick": _row("bon_sft", "tilt_ll", ("verifier3", "continuous3"), ns="full",
                              unbiased=False, omega="bon_pick", lambda_n=4.0),
 }
-# Objectives whose target is not a function of the policy alone.
-NO_TARGET = {
-    "vbon": "distils BoN of a fixed pi_ref from M reference scores; its expected update (also "
-            "over the reference samples) is checked in test_objectives_distill.py",
-    "bond": "as vbon: the target depends on pi_ref through M reference scores "
-            "(test_objectives_distill.py)",
-    "j_bond": "as bond, against a moving EMA anchor: no fixed target",
+# Objectives whose target is not a function of the policy alone: the distance to Best-of-N of a
+# reference (or an EMA anchor) whose CDF the estimator reads from M reference scores. Their
+# expected updates are checked against the exact gradient of that target (ratio 1, float64
+# enumeration over all groups, with a reference sample whose empirical CDF is exact) in these
+# tests of test_objectives_distill.py; test_registry_complete checks that the tests exist.
+DISTILL_TESTS = {
+    "vbon": "test_vbon_exact_reward_is_exact_gradient_of_minus_kl_to_bon",
+    "bond": "test_bond_is_exact_gradient_of_jeffreys_divergence",
+    "j_bond": "test_j_bond_is_bond_with_n_2_against_the_anchor",
 }
 
 
@@ -320,11 +323,15 @@ def test_expected_update_climbs_target(results, name):
 
 
 def test_registry_complete():
-  """A new objective cannot be registered without a row here or a stated reason."""
+  """A new objective cannot be registered without a row here (or, for the reference-
+  distillation objectives, an exact-gradient test in test_objectives_distill.py)."""
+  from tests.objectives import test_objectives_distill as distill
   covered = {row.objective for row in {**ROWS, **EXPERT_ROWS}.values()}
-  assert set(REGISTRY) == covered | set(NO_TARGET), (
-      f"missing: {sorted(set(REGISTRY) - covered - set(NO_TARGET))}")
-  assert not covered & set(NO_TARGET)
+  assert set(REGISTRY) == covered | set(DISTILL_TESTS), (
+      f"missing: {sorted(set(REGISTRY) - covered - set(DISTILL_TESTS))}")
+  assert not covered & set(DISTILL_TESTS)
+  for test_name in DISTILL_TESTS.values():
+    assert callable(getattr(distill, test_name, None)), test_name
 
 
 def test_bon_rlb_measured_ratios_match_docstring(results):

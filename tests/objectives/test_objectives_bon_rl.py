@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bonjax.objectives import (BoNRLBConfig, BoNRLBPConfig, BoNRLConfig, bon_rl_weights,
-                               bon_rlb_coefficients, bon_rlb_p_weights, bon_rlb_weights,
-                               get_objective)
+from bonjax.objectives import (BoNRLBConfig, BoNRLBPConfig, BoNRLConfig, ObjectiveInputs,
+                               bon_rl_weights, bon_rlb_coefficients, bon_rlb_p_weights,
+                               bon_rlb_weights, get_objective)
 from bonjax.objectives.loss_terms import clip_weights
 from tests.objectives import objectives_oracle as oracle
 
@@ -233,3 +233,21 @@ def test_bon_rlb_weights_by_hand_degenerate_and_clip():
                        dtype=jnp.float64)
   g_bar = float(oracle.jit_call(bon_rlb_coefficients, jnp.asarray(1 / 3), n=4)[2])
   np.testing.assert_allclose(ws[3], [g_bar, 0, 0, 0])
+
+
+def test_weight_clip_metrics_are_logged_by_the_objectives():
+  """With weight_clip set, bon_rlb / bon_rlb_p report the share of clipped weights and the
+  clipped |w| mass (clipping biases the estimator); without it they report neither."""
+  correct = jnp.array([[1.0, 0.0, 0.0, 0.0]])
+  inputs = ObjectiveInputs.create(jnp.log(jnp.full((1, 4), 0.25)), correct)
+  spec = get_objective("bon_rlb")
+  # plugin_minus, N = 4, c = 1: w = [4 * 0.75^3, -4 * 0.75^4 x 3] = [1.6875, -1.265625 x 3].
+  _, metrics = spec.fn(inputs, spec.make_config(estimator="plugin_minus", weight_clip=1.5))
+  total = 1.6875 + 3 * 1.265625
+  np.testing.assert_allclose(metrics["weight_clip_frac"], 0.25, rtol=1e-6)
+  np.testing.assert_allclose(metrics["weight_clipped_mass"], 0.1875 / total, rtol=1e-6)
+  _, metrics = spec.fn(inputs, spec.make_config())
+  assert "weight_clip_frac" not in metrics and "weight_clipped_mass" not in metrics
+  spec_p = get_objective("bon_rlb_p")
+  _, metrics = spec_p.fn(inputs, spec_p.make_config(weight_clip=1e-3))
+  np.testing.assert_allclose(metrics["weight_clip_frac"], 0.25, rtol=1e-6)

@@ -58,27 +58,42 @@ def _row_loss(cfg):
   return row_loss
 
 
-def test_bon_pick_expectation_by_enumeration():
-  """omega = one-hot BoN pick: E[grad] = -grad[log pi(y_e) + lam Q(y_e) - sum_y sg(P_bon(y))
-  log pi(y)] exactly, with P_bon the BoN-n policy of T2 (the group estimate of E[grad Q] is a
-  zero-mean term in this form). The expert is drawn from a fixed data distribution."""
-  lam, n = 2.5, 3
-  cfg = get_objective("bon_sft").make_config(lambda_n=lam, omega="bon_pick")
+def _bon_pick_expectation(cfg, lam, n, data):
+  """(E[grad loss] by enumeration, theta) for the bon_pick estimator on the shared problem."""
   theta = oracle.theta0()
   pi = jax.nn.softmax(theta)
-  data = jnp.asarray([0.3, 0.1, 0.2, 0.25, 0.15])
   groups = oracle.all_groups(5, n)
   payload = np.concatenate([np.repeat(groups, 5, axis=0),
                             np.tile(np.arange(5), len(groups))[:, None]], axis=1)
   probs = jnp.repeat(oracle.group_probs(pi, groups), 5) * jnp.tile(data, len(groups))
-  got = oracle.expected_grad(_row_loss(cfg), theta, payload, probs)
-  bon = jax.lax.stop_gradient(oracle.bon_probs(pi, oracle.SCORES, n))
+  return oracle.expected_grad(_row_loss(cfg), theta, payload, probs), theta
 
-  def target(t):
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_bon_pick_expectation_by_enumeration(n):
+  """omega = one-hot BoN pick, grad-Q term from leave-one-out picks: E[grad] =
+  -grad[E_data(log pi(y_e) + lam Q(y_e)) - sum_y sg(P_bon,n(y)) log pi(y)
+        - lam sum_y sg(P_bon,n-1(y)) Q(y)]
+  exactly (the section 3.2 / T13 gradient with the tilt's expectations taken under exact BoN
+  policies, T2, verifier ties included). Without the -lam E[grad Q] term (the previous
+  estimator) the gradient is measurably different."""
+  lam = 2.5
+  data = jnp.asarray([0.3, 0.1, 0.2, 0.25, 0.15])
+  cfg = get_objective("bon_sft").make_config(lambda_n=lam, omega="bon_pick")
+  got, theta = _bon_pick_expectation(cfg, lam, n, data)
+  pi = jax.nn.softmax(theta)
+  bon_n = jax.lax.stop_gradient(oracle.bon_probs(pi, oracle.SCORES, n))
+  bon_others = jax.lax.stop_gradient(oracle.bon_probs(pi, oracle.SCORES, n - 1))
+
+  def target(t, with_q_term=True):
     logp = jax.nn.log_softmax(t)
     q = oracle.cdf_le(jax.nn.softmax(t), oracle.SCORES)
-    return (data * (logp + lam * q)).sum() - (bon * logp).sum()
-  np.testing.assert_allclose(got, -jax.grad(target)(theta), atol=1e-12)
+    value = (data * (logp + lam * q)).sum() - (bon_n * logp).sum()
+    return value - lam * (bon_others * q).sum() if with_q_term else value
+  want = -jax.grad(target)(theta)
+  np.testing.assert_allclose(got, want, atol=1e-12)
+  dropped = -jax.grad(lambda t: target(t, False))(theta)
+  assert np.abs(dropped - want).max() > 1e-2 * np.abs(want).max()
 
 
 def test_softmax_omega_is_exact_t13_gradient_at_population_limit():
@@ -108,11 +123,19 @@ def test_bon_sft_weights_by_hand():
   np.testing.assert_allclose(oracle.jit_call(group_win_rates, scores, mask),
                              [[0.25, 1.0, 0.5, 1.0]])
   lam = 2.0
-  # bon_pick: omega on index 1; sum_j' omega_j' 1{v_j' >= v_j} = 1 for all j, so
+  # bon_pick: omega on index 1; the pick of the others is index 3 (score 3) for j = 1 and
+  # index 1 (score 3) otherwise, so 1{v(pick_-j) >= v_j} = 1 for every j, and
   # w_j = -omega_j + (lam / 4) (1{r_e >= v_j} - 1) with r_e = 2.
   w = oracle.jit_call(bon_sft_weights, scores, mask, jnp.array([2.0]), lambda_n=lam,
                       omega="bon_pick")
   np.testing.assert_allclose(w, [[0.0, -1.0 - 0.5, 0.0, -0.5]], atol=1e-12)
+  # A unique best sample: without it the pick of the others (score 2) loses to it, so the
+  # best sample's own comparison term is 0 (the old estimator used 1 here).
+  unique = jnp.array([[1.0, 3.0, 2.0, 0.5]])
+  w = oracle.jit_call(bon_sft_weights, unique, mask, jnp.array([2.0]), lambda_n=lam,
+                      omega="bon_pick")
+  np.testing.assert_allclose(w, [[0.5 * (1 - 1), -1.0 + 0.5 * (0 - 0), 0.5 * (1 - 1),
+                                  0.5 * (1 - 1)]], atol=1e-12)
   # softmax: omega proportional to exp(lam Q_hat).
   e = np.exp(lam * np.array([0.25, 1.0, 0.5, 1.0]))
   omega = e / e.sum()

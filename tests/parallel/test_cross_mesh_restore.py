@@ -98,6 +98,7 @@ def saved_run(tmp_path_factory):
   return config, workdir, saved, losses
 
 
+@pytest.mark.devices(8)
 @pytest.mark.parametrize("layout", [(1, 2, 1), (1, 1, 1)], ids=["fsdp2", "one_device"])
 def test_restore_on_another_mesh_continues_identically(saved_run, layout):
   config, workdir, saved, reference_losses = saved_run

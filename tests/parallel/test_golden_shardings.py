@@ -232,6 +232,7 @@ def _cases(layouts):
           for p in PRESETS for l in layouts for prog in PROGRAMS]
 
 
+@pytest.mark.devices(8)
 @pytest.mark.parametrize("preset, layout, program", _cases(LAYOUTS))
 def test_compiled_shardings_match_golden(preset, layout, program):
   _check(preset, layout, program)

@@ -215,13 +215,13 @@ def test_a_kv_cache_that_cannot_fit_names_num_samples():
 def test_plan_for_config_reads_the_run_config():
   config = quickstart.get_config()
   cfg = get_preset(config.model.preset)
-  sft_plan = memory.plan_for_config(config, cfg, (8, 1, 1))
+  sft_plan = memory.plan_for_config(config, cfg, (8, 1, 1), on_policy=False)
   w = sft_plan.workload
   assert (w.batch_size, w.num_samples, w.prompt_len, w.completion_len) == (64, 1, 16, 8)
   assert (w.sample_batch_size, w.sample_num_samples, w.sampler_config) == (50, 16, "eval")
   assert w.reference_copies == 0
   config.algorithm = "bon_rl"
-  rl = memory.plan_for_config(config, cfg, (8, 1, 1)).workload
+  rl = memory.plan_for_config(config, cfg, (8, 1, 1), on_policy=True).workload
   assert (rl.num_samples, rl.completion_len, rl.reference_copies) == (16, 8, 1)
   assert (rl.sample_batch_size, rl.sampler_config) == (64, "sampling")
 
@@ -231,10 +231,10 @@ def test_start_up_check_of_a_run_config():
   cfg = get_preset(config.model.preset)
   # CPU devices report no memory limit: the plan is made and the check skipped.
   assert memory.device_memory_bytes() is None
-  plan = memory.check_config_fits(config, cfg, (8, 1, 1))
+  plan = memory.check_config_fits(config, cfg, (8, 1, 1), on_policy=False)
   assert plan.workload.batch_size == 64
   with pytest.raises(memory.MemoryPlanError, match="lower train.batch_size=64"):
-    memory.check_config_fits(config, cfg, (8, 1, 1), memory_bytes=plan.peak)
+    memory.check_config_fits(config, cfg, (8, 1, 1), on_policy=False, memory_bytes=plan.peak)
 
 
 def test_bad_workloads_are_explained():

@@ -25,6 +25,7 @@ def test_bad_mesh_shapes_are_explained(shape, message):
     resolve_mesh_shape(shape, 8)
 
 
+@pytest.mark.devices(8)
 def test_make_mesh_uses_all_devices():
   assert jax.device_count() == 8
   mesh = make_mesh(2, 2, 2)

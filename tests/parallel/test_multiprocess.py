@@ -63,6 +63,7 @@ def _wait(procs: list[subprocess.Popen], workdir: str, timeout: float = 300) -> 
       pytest.fail(f"process {rank} exited with {proc.returncode}:\n{tail}")
 
 
+@pytest.mark.devices(4)
 @pytest.mark.slow  # Three jax processes compile the same programs: about 30 s of CPU.
 def test_two_processes_train_and_checkpoint_together(tmp_path):
   workdir = str(tmp_path)
