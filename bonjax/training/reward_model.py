@@ -55,7 +55,7 @@ def harvest(setup: RunSetup, params: Any, split: str, num_prompts: int, stream: 
   sampling = sampler_lib.SamplingParams(
       num_samples=cfg.num_samples, max_new_tokens=setup.config.eval.max_new_tokens,
       temperature=cfg.temperature, top_k=0, top_p=1.0,
-      eos_id=setup.tokenizer.eos_id, pad_id=setup.tokenizer.pad_id)
+      eos_id=setup.stop_ids, pad_id=setup.tokenizer.pad_id)  # every EOS id of an hf: model
   rng = rng_streams.stream_key(setup.config.seed, stream)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, 0,
                              setup.config.eval.prompt_batch_size, progress)
