@@ -31,7 +31,7 @@ ALL_ARMS = ("rl_s", "bon_rl_s", "bon_rl_v", "bon_rlb", "bon_rlb_p", "pkpo", "loo
 _SCALES = {
     "tiny": dict(
         warm_steps=10, verifier="", arms=("rl_s", "pkpo"), seeds=(0,),
-        arm_steps=2, batch_size=4, learning_rate=1e-4, eval_every=0, dev_prompts=8,
+        arm_steps=2, batch_size=8, learning_rate=1e-4, eval_every=0, dev_prompts=8,
         dev_samples=4, eval_prompts=16, eval_samples=8, max_k=4, kl_num_samples=2,
         temperatures=(1.0, 0.7), coscaling_temperatures=(0.5, 1.0), coscaling_prompts=8,
         coscaling_samples=8, bootstrap=200),

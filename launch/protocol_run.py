@@ -176,8 +176,9 @@ def run_heldout(protocol: ml_collections.ConfigDict, root: str) -> None:
         evaluation.write_report(report, workdir, heldout_name(t))
 
 
-def best_bon_aware_arm(protocol: ml_collections.ConfigDict, root: str) -> str:
-  """The BoN-aware arm with the highest mean held-out pass@max_k at the first temperature."""
+def best_bon_aware_arm(protocol: ml_collections.ConfigDict, root: str) -> str | None:
+  """The BoN-aware arm with the highest mean held-out pass@max_k at the first temperature
+  (None when no BoN-aware arm finished)."""
   name = heldout_name(protocol.eval.temperatures[0])
   candidates = [a for a in protocol.arms if a not in (protocol.baseline, "sft", "rl_kl")]
   score = {}
@@ -188,13 +189,16 @@ def best_bon_aware_arm(protocol: ml_collections.ConfigDict, root: str) -> str:
         curve = json.load(f)["curve"]
       values.append(curve["metrics"]["pass@k"]["mean"][-1])
     score[arm] = sum(values) / len(values)
-  return max(score, key=score.get) if score else protocol.baseline
+  return max(score, key=score.get) if score else None
 
 
 def coscaling_models(protocol: ml_collections.ConfigDict, root: str) -> dict[str, str]:
   """The grid's models: the warm start and the best BoN-aware arm (its first seed)."""
   best = best_bon_aware_arm(protocol, root)
-  return {"start": warm_start_dir(root), best: arm_dir(root, best, protocol.seeds[0])}
+  out = {"start": warm_start_dir(root)}
+  if best is not None:
+    out[best] = arm_dir(root, best, protocol.seeds[0])
+  return out
 
 
 def run_coscaling(protocol: ml_collections.ConfigDict, root: str) -> dict[str, Any]:
