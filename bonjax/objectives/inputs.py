@@ -149,3 +149,21 @@ def sanitize(inputs: ObjectiveInputs) -> ObjectiveInputs:
       anchor_logprobs=per_sample(inputs.anchor_logprobs),
       expert_logprobs=per_row(inputs.expert_logprobs),
       expert_scores=per_row(inputs.expert_scores))
+
+
+def target_n(mask: Array, bon_n: int | None) -> Array:
+  """The BoN size N of every group: `bon_n`, or (None) the number of VALID samples of the group.
+
+  Padding slots are not samples: a group of 5 real samples padded to width 8 targets N = 5, so
+  it yields the same loss and gradient as the unpadded group.
+
+  Args:
+    mask: [B, N'] bool valid samples.
+    bon_n: a fixed N, or None.
+
+  Returns:
+    [B] int32 (0 for padding rows when bon_n is None).
+  """
+  if bon_n is None:
+    return mask.sum(axis=-1).astype(jnp.int32)
+  return jnp.full(mask.shape[:1], bon_n, jnp.int32)

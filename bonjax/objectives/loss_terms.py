@@ -162,6 +162,33 @@ def weight_metrics(weights: Array, mask: Array) -> Metrics:
   }
 
 
+def clip_weights(weights: Array, mask: Array, clip: float | None) -> tuple[Array, Metrics]:
+  """Clips |w| to `clip` and reports what clipping removed.
+
+  Clipping BIASES any estimator whose weights it changes (the removed mass is not
+  redistributed); the metrics make the bias visible in the training logs.
+
+  Args:
+    weights: [B, N] per-sample weights.
+    mask: [B, N] bool valid samples.
+    clip: the bound, or None (no clipping, no metrics).
+
+  Returns:
+    (clipped weights, {"weight_clip_frac": share of valid samples with |w| > clip,
+     "weight_clipped_mass": sum(|w| - clip)_+ / sum |w| over valid samples}).
+  """
+  if clip is None:
+    return weights, {}
+  magnitude = jnp.where(mask, jnp.abs(jax.lax.stop_gradient(weights)), 0)
+  excess = jnp.maximum(magnitude - clip, 0)
+  dtype = weights.dtype
+  metrics = {
+      "weight_clip_frac": ((excess > 0).sum() / jnp.maximum(mask.sum(), 1)).astype(dtype),
+      "weight_clipped_mass": excess.sum() / jnp.maximum(magnitude.sum(), jnp.finfo(dtype).tiny),
+  }
+  return jnp.clip(weights, -clip, clip), metrics
+
+
 def assemble(inputs: ObjectiveInputs, signal_weights: Array, *,
              extra_weights: Array | None = None, extra_gain: Array | None = None,
              expert_weight: float | None = None, ppo_clip: float | None = None,

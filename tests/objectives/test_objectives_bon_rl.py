@@ -11,6 +11,7 @@ import pytest
 from bonjax.objectives import (BoNRLBConfig, BoNRLBPConfig, BoNRLConfig, bon_rl_weights,
                                bon_rlb_coefficients, bon_rlb_p_weights, bon_rlb_weights,
                                get_objective)
+from bonjax.objectives.loss_terms import clip_weights
 from tests.objectives import objectives_oracle as oracle
 
 
@@ -25,17 +26,14 @@ def _cases(group):
   rl = {"signal": "env", "selection": "env"}
   cases = {
       "mean_env_env": ("bon_rl", BoNRLConfig(estimator="selected_mean", **rl)),
-      "rlb+": ("bon_rlb", BoNRLBConfig(bon_n={3: 3, 4: 2}[group], negative_sign=1)),
-      "rlb-": ("bon_rlb", BoNRLBConfig(bon_n={3: 3, 4: 2}[group], negative_sign=-1)),
-      "rlbp_group_mean": ("bon_rlb_p", BoNRLBPConfig(bon_n={3: 3, 4: 2}[group])),
+      "rlbp_group_mean": ("bon_rlb_p", BoNRLBPConfig(bon_n={3: 3, 4: 2}[group],
+                                                     form="group_mean")),
       "rlbp_selected": ("bon_rlb_p", BoNRLBPConfig(bon_n={3: 3, 4: 2}[group], form="selected")),
   }
   if group == 3:
     cases.update({
         "loo_verifier_verifier": ("bon_rl", BoNRLConfig(estimator="loo", signal="verifier")),
         "loo_env_env": ("bon_rl", BoNRLConfig(estimator="loo", **rl)),
-        "rlb+_n5": ("bon_rlb", BoNRLBConfig(bon_n=5, negative_sign=1)),
-        "rlb-_n5": ("bon_rlb", BoNRLBConfig(bon_n=5, negative_sign=-1)),
     })
   else:
     cases["loo_env_verifier"] = ("bon_rl", BoNRLConfig(estimator="loo", signal="env"))
@@ -167,28 +165,6 @@ def test_t10_identities_with_true_p():
                              1.0)
 
 
-def _kappa_rlb(group, n, s, sign):
-  p = 1 - s
-  total = 0.0
-  for c in range(1, group + 1):
-    p_hat = (group - c) / group
-    total += _binomial(group, c, s) * (n * p_hat ** (n - 1)
-                                       - sign * n * p_hat ** n * (group - c) / c * s / p)
-  return total
-
-
-@pytest.mark.parametrize("case,group,n,sign", [("rlb+", 3, 3, 1), ("rlb-", 3, 3, -1),
-                                              ("rlb+_n5", 3, 5, 1), ("rlb-_n5", 3, 5, -1),
-                                              ("rlb+", 4, 2, 1), ("rlb-", 4, 2, -1)])
-def test_bon_rlb_plugin_expectation_given_p(expected, case, group, n, sign):
-  """Group form with p_hat = (n' - c)/n': given c, correct samples are i.i.d. pi(.|correct) and
-  incorrect ones pi(.|incorrect), and E_- = -(s/p) E_+, so E[grad] = kappa(p) E_+ with
-  kappa = sum_c Binom(c; n', s) [N p_hat^(N-1) - sign N p_hat^N (n'-c)/c s/p] (c >= 1)."""
-  theta, got = expected[group]
-  e_plus, s = _e_plus(theta)
-  np.testing.assert_allclose(got[case], -_kappa_rlb(group, n, s, sign) * e_plus, atol=1e-12)
-
-
 @pytest.mark.parametrize("form,group,n", [("group_mean", 3, 3), ("group_mean", 4, 2),
                                           ("selected", 3, 3), ("selected", 4, 2)])
 def test_bon_rlb_p_plugin_expectation_given_p(expected, form, group, n):
@@ -219,9 +195,9 @@ def test_group_form_is_exact_at_population_limit(n):
   p = 1 - float((pi0 * oracle.REWARDS).sum())
   grad_pass = jax.grad(lambda t: oracle.pass_at(jax.nn.softmax(t), oracle.REWARDS, n))(theta)
 
-  cases = {"plus": ("bon_rlb", BoNRLBConfig(bon_n=n)),
-           "minus": ("bon_rlb", BoNRLBConfig(bon_n=n, negative_sign=-1)),
-           "positives": ("bon_rlb_p", BoNRLBPConfig(bon_n=n))}
+  cases = {"plus": ("bon_rlb", BoNRLBConfig(bon_n=n, estimator="plugin_plus")),
+           "minus": ("bon_rlb", BoNRLBConfig(bon_n=n, estimator="plugin_minus")),
+           "positives": ("bon_rlb_p", BoNRLBPConfig(bon_n=n, form="group_mean"))}
   losses = oracle.stacked_losses(
       cases, lambda t, g: oracle.row_inputs(t, g, oracle.REWARDS, oracle.SCORES))
   plus, minus, positives = jax.jit(jax.jacrev(losses))(theta, jnp.asarray(group))
@@ -234,17 +210,24 @@ def test_bon_rlb_weights_by_hand_degenerate_and_clip():
   correct = jnp.array([[True, False, False, False], [False] * 4, [True] * 4,
                        [True, False, True, True]])
   mask = jnp.array([[True] * 4, [True] * 4, [True] * 4, [True, True, False, True]])
-  w = oracle.jit_call(bon_rlb_weights, correct, mask, n=4, dtype=jnp.float64)
+  w = oracle.jit_call(bon_rlb_weights, correct, mask, n=4, estimator="plugin_plus",
+                      dtype=jnp.float64)
   p = 0.75  # row 0: c = 1 of 4
   np.testing.assert_allclose(w[0], [4 * p ** 3, 4 * p ** 4, 4 * p ** 4, 4 * p ** 4])
   np.testing.assert_array_equal(w[1], 0.0)   # no correct sample: no signal
   np.testing.assert_array_equal(w[2], 0.0)   # all correct: p_hat = 0
   p = 1 / 3  # row 3: 3 valid, c = 2 (the masked correct sample does not count)
   np.testing.assert_allclose(w[3], [4 * p ** 3 / 2, 4 * p ** 4 / 2, 0, 4 * p ** 3 / 2])
-  wm = oracle.jit_call(bon_rlb_weights, correct, mask, n=4, negative_sign=-1, clip=1.5,
+  wm = oracle.jit_call(bon_rlb_weights, correct, mask, n=4, estimator="plugin_minus",
                        dtype=jnp.float64)
+  wm, clip_metrics = oracle.jit_call(clip_weights, wm, mask, clip=1.5)
   np.testing.assert_allclose(wm[0], [1.5, -1.265625, -1.265625, -1.265625])
-  wp = oracle.jit_call(bon_rlb_p_weights, correct, mask, n=4, dtype=jnp.float64)
+  # Row 0 loses 4 * 0.75^3 - 1.5 = 0.1875 of its |w|; the other rows are within the bound.
+  total = 4 * 0.75 ** 3 + 3 * 1.265625 + 4 * (1 / 3) ** 3 / 2 * 2 + 4 * (1 / 3) ** 4 / 2
+  np.testing.assert_allclose(clip_metrics["weight_clip_frac"], 1 / 15)
+  np.testing.assert_allclose(clip_metrics["weight_clipped_mass"], 0.1875 / total)
+  wp = oracle.jit_call(bon_rlb_p_weights, correct, mask, n=4, form="group_mean",
+                       dtype=jnp.float64)
   np.testing.assert_allclose(wp[0], [4 / 4 * 0.75 ** 3, 0, 0, 0])
   ws = oracle.jit_call(bon_rlb_p_weights, correct, mask, n=4, form="selected",
                        dtype=jnp.float64)

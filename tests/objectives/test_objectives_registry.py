@@ -36,7 +36,7 @@ def test_default_config_validates_and_is_hashable(name):
 @pytest.mark.parametrize("name,field,value,rule", [
     ("rl", "signal", "oracle", "must be one of"),
     ("rl", "kl_coef", -1.0, ">= 0"),
-    ("bon_rlb", "negative_sign", 0.5, "must be one of"),
+    ("bon_rlb", "estimator", "plus", "must be one of"),
     ("pkpo", "k", 0, ">= 1"),
     ("vbon", "bon_n", 1, ">= 2"),
     ("bond", "beta", 1.5, "<= 1"),
@@ -90,6 +90,9 @@ REWARD_SHIFT = {"rl": 2.5, "bon_rl": 2.5, "pkpo": 2.5, "loo_passk": 2.5}
 SCORE_MAP = {"vbon": np.exp, "bond": np.exp, "j_bond": lambda s: 3.0 * s - 1.0,
              "sft_best_of_n": np.exp, "bon_rl": np.exp}
 DEGENERATE_ZERO = ("rl", "bon_rl", "bon_rlb", "bon_rlb_p", "pkpo", "loo_passk")
+# With bon_n=None, N is the group's valid count: a single correct sample targets pass@1, whose
+# unbiased gradient estimate R grad log pi is not zero.
+SINGLE_SAMPLE_SIGNAL = ("bon_rlb", "bon_rlb_p")
 
 
 def _block(perm=None, reward_shift=0.0, score_map=None):
@@ -168,7 +171,11 @@ def test_generic_properties(name):
   np.testing.assert_allclose(g_expert[5:10], g_expert[:5], rtol=1e-5, atol=1e-8)
   if name in REWARD_SHIFT or name in SCORE_MAP:
     np.testing.assert_allclose(transformed, base, rtol=1e-5, atol=1e-7)
-  if name in DEGENERATE_ZERO:
+  if name in DEGENERATE_ZERO and name in SINGLE_SAMPLE_SIGNAL:
+    np.testing.assert_array_equal(base[1:3], 0.0)
+    np.testing.assert_allclose(base[3], [-1 / 12, 0, 0, 0], rtol=1e-6)  # 12 valid rows
+    np.testing.assert_allclose(metrics["frac_zero_signal_groups"], 0.5)
+  elif name in DEGENERATE_ZERO:
     np.testing.assert_array_equal(base[1:], 0.0)
     assert float(jnp.abs(base[0]).sum()) > 0
     np.testing.assert_allclose(metrics["frac_zero_signal_groups"], 0.75)

@@ -70,6 +70,6 @@ def test_unknown_algorithm_and_bad_objective_options_are_config_errors(tmp_path)
   with pytest.raises(Exception, match="algorithm='bon_rll'.*known objectives"):
     loop.train(config, str(tmp_path / "a"))
   config = tiny_on_policy_config("bon_rlb")
-  config.objective.negative_sign = 0.5
+  config.objective.estimator = "plus"
   with pytest.raises(Exception, match="objective \\(bon_rlb\\)"):
     loop.train(config, str(tmp_path / "b"))
