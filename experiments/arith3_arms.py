@@ -28,7 +28,10 @@ ARMS: dict[str, tuple[str, dict, str]] = {
                  "BoN-RL-V: reward of the BoN pick by the learned verifier"),
     "bon_rlb": ("bon_rlb", dict(bon_n=TARGET_N), "BoN-RLB: closed-form pass@N gradient (default "
                                                  "estimator)"),
-    "bon_rlb_p": ("bon_rlb_p", dict(bon_n=TARGET_N), "BoN-RLB(P): positive samples only"),
+    "bon_rlb_p": ("bon_rlb_p", dict(bon_n=TARGET_N), "BoN-RLB(P): positive samples only "
+                                                     "(default, unbiased form)"),
+    "bon_rlb_p_gm": ("bon_rlb_p", dict(bon_n=TARGET_N, form="group_mean"),
+                     "BoN-RLB(P), the paper's plug-in p_hat^(N-1) form (biased)"),
     "pkpo": ("pkpo", dict(k=TARGET_N, transform="s_loo_minus_one"), "PKPO, k = N"),
     "loo_passk": ("loo_passk", dict(signal="env"), "leave-one-out pass@N gradient"),
     "sft": ("sft", {}, "SFT on gold answers (the BoN-SFT baseline)"),

@@ -25,8 +25,8 @@ from experiments import arith3_arms
 
 # Every arm in report order: the baseline first, then BoN-aware arms, then the paired
 # comparisons' members.
-ALL_ARMS = ("rl_s", "bon_rl_s", "bon_rl_v", "bon_rlb", "bon_rlb_p", "pkpo", "loo_passk", "sft",
-            "bon_sft", "rl_kl", "vbon")
+ALL_ARMS = ("rl_s", "bon_rl_s", "bon_rl_v", "bon_rlb", "bon_rlb_p", "bon_rlb_p_gm", "pkpo",
+            "loo_passk", "sft", "bon_sft", "rl_kl", "vbon")
 
 _SCALES = {
     "tiny": dict(

@@ -18,7 +18,7 @@ import importlib
 import json
 import os
 import time
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import ml_collections
 from absl import logging
@@ -221,11 +221,17 @@ STAGES = (("warm_start", run_warm_start), ("verifier", run_verifier), ("arms", r
           ("heldout", run_heldout), ("coscaling", run_coscaling))
 
 
-def run(protocol: ml_collections.ConfigDict, root: str) -> None:
-  """Runs every stage of `protocol` under `root`."""
+def run(protocol: ml_collections.ConfigDict, root: str,
+        stages: Sequence[str] | None = None) -> None:
+  """Runs the stages of `protocol` named in `stages` (default: all, in order) under `root`."""
+  known = [name for name, _ in STAGES]
+  if stages is not None and set(stages) - set(known):
+    raise ValueError(f"stages={list(stages)}: each must be one of {known}")
   os.makedirs(root, exist_ok=True)
   with open(os.path.join(root, "protocol.json"), "w", encoding="utf-8") as f:
     json.dump(protocol.to_dict(), f, indent=2)
   for name, stage in STAGES:
+    if stages is not None and name not in stages:
+      continue
     logging.info("protocol: stage %s", name)
     stage(protocol, root)

@@ -59,6 +59,8 @@ _PROTOCOL = flags.DEFINE_string(
     "protocol", None, "Run a comparison protocol instead, e.g. "
     "experiments/arith3_protocol.py:one_hour (see launch/protocol_run.py).")
 _SKIP_ARMS = flags.DEFINE_list("skip_arms", [], "--protocol: arms left out of this run.")
+_STAGES = flags.DEFINE_list("stages", [], "--protocol: run only these stages (default: all of "
+                            "launch/protocol_run.STAGES), e.g. arms.")
 _REPORT_DIR = flags.DEFINE_string("report_dir", None, "--protocol: where results.md and its "
                                   "PNGs go (default: --root).")
 
@@ -185,7 +187,9 @@ def main(argv):
     protocol = protocol_run.load_protocol(_PROTOCOL.value)
     protocol.arms = tuple(a for a in protocol.arms if a not in _SKIP_ARMS.value)
     if not _REPORT_ONLY.value:
-      protocol_run.run(protocol, _ROOT.value)
+      protocol_run.run(protocol, _ROOT.value, _STAGES.value or None)
+      if _STAGES.value:
+        return
     command = "python -m launch.sweep " + " ".join(sys.argv[1:])
     path = protocol_report.write_report(protocol, _ROOT.value, _REPORT_DIR.value or _ROOT.value,
                                         command)
