@@ -37,7 +37,7 @@ def test_report_has_difference_tables_with_intervals(tiny_protocol):
   assert "1 seeds per arm, 16 prompts x 8 samples" in text
   row = re.search(r"^\| pkpo \| (.*) \|$", text.split("## Differences against rl_s at T = 1")[1],
                   re.M).group(1).split(" | ")
-  assert len(row) == 6 and all(re.fullmatch(r"\**" + _INTERVAL + r"\**", c) for c in row)
+  assert len(row) == 4 and all(re.fullmatch(r"\**" + _INTERVAL + r"\**", c) for c in row)
   for png in ("bon_curves_pass.png", "training_curves.png", "coscaling_start_pass.png"):
     assert os.path.getsize(os.path.join(root, png)) > 1000
   assert "Measured wall time:" in text and "| total |" in text
