@@ -31,4 +31,7 @@ def get_config(num_steps: str = "1500") -> ml_collections.ConfigDict:
   # evaluation is a quick look only.
   c.eval.num_prompts = 200
   c.eval.num_samples = 16
+  c.eval.common_seed = -1  # >= 0: the same evaluation random numbers for every model (paired).
+  c.eval.kl_num_samples = 0  # Samples per prompt the KL to the start is estimated on (0: all).
+  c.eval.max_k = 0  # Largest k of the curves (0: n).
   return c
