@@ -194,7 +194,9 @@ def main(argv):
       protocol_run.run(protocol, _ROOT.value, _STAGES.value or None)
       if _STAGES.value:
         return
-    command = "python -m launch.sweep " + " ".join(sys.argv[1:])
+    # The command that regenerates the report from scratch (a --report_only rerun included).
+    command = "python -m launch.sweep " + " ".join(
+        a for a in sys.argv[1:] if a not in ("--report_only", "--report_only=true"))
     path = protocol_report.write_report(protocol, _ROOT.value, _REPORT_DIR.value or _ROOT.value,
                                         command)
     print(f"wrote {path}")

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
-from bonjax.bon import coscaling
+from bonjax.bon import coscaling, curves
 from bonjax.training import evaluation
 from bonjax.training.run_setup import build_run_setup
 
@@ -67,7 +67,6 @@ def sample_grid(config: ml_collections.ConfigDict, params: Any, step: int,
 def grid_summary(arrays: dict[float, dict[str, np.ndarray]], out_dir: str) -> dict:
   """Co-scaling summary for N = 1, 2, 4, ..., n_max; written to `<out_dir>/coscaling.json`."""
   n_max = next(iter(arrays.values()))["correct"].shape[1]
-  from bonjax.bon import curves
   summary = coscaling.coscaling_summary(arrays, curves.default_ks(n_max))
   with open(os.path.join(out_dir, "coscaling.json"), "w", encoding="utf-8") as f:
     json.dump(summary, f, indent=2)
