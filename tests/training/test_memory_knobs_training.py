@@ -166,3 +166,19 @@ def test_a_lora_run_through_the_launcher_lowers_the_loss(tmp_path, caplog):
   assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
   assert "Train step memory per device, XLA vs plan" in caplog.text
   assert "Memory plan (model.remat=none chosen by remat='auto'" in caplog.text
+
+
+def test_lora_on_policy_run_uses_the_base_as_reference(tmp_path):
+  from bonjax.training import loop
+  from bonjax.training.metrics_writer import read_metrics
+  from tests.training.test_on_policy import tiny_on_policy_config
+  config = tiny_on_policy_config("bond")  # KL to the reference and reference samples' scores.
+  config.model.lora_rank = 4
+  report = loop.train(config, str(tmp_path))
+  records = [r for r in read_metrics(str(tmp_path)) if "loss" in r]
+  assert [r["step"] for r in records] == [1, 2]
+  assert all(np.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
+  # Two adapter steps from B = 0: the policy moved off its base (a Monte Carlo KL estimate,
+  # exactly 0 only if the reference were the policy itself) but is still close to it.
+  kl = report["diversity"]["kl_to_reference"]
+  assert 0.0 < abs(kl) < 0.05, kl
