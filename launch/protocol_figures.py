@@ -3,6 +3,7 @@ dev set, and the temperature x N heatmap with T*(N). Agg canvas only (no display
 
 from __future__ import annotations
 
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -99,3 +100,16 @@ def plot_heatmap(values: np.ndarray, temperatures: Sequence[float], ns: Sequence
   axes.legend(fontsize=7, loc="upper left")
   figure.colorbar(image, ax=axes)
   figure.savefig(path)
+
+
+def write_heatmaps(summary: dict, out_dir: str, title: str) -> list[str]:
+  """heatmap_<metric>.png with T*(N) for pass@N and bon_acc@N; returns the paths."""
+  paths = []
+  for metric, stem in (("pass@k", "pass"), ("bon_acc@k", "bon_acc")):
+    path = os.path.join(out_dir, f"heatmap_{stem}.png")
+    plot_heatmap(np.asarray(summary["surfaces"][metric]),
+                                  summary["temperatures"], summary["ns"],
+                                  summary["best_temperature"][metric], path,
+                                  f"{title}: {metric.replace('@k', '@N')}")
+    paths.append(path)
+  return paths

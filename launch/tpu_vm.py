@@ -25,34 +25,42 @@ import os
 import shlex
 import subprocess
 import sys
+import types
 from typing import Callable, Sequence
 
 from absl import app, flags
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_NAME = flags.DEFINE_string("name", None, "TPU VM name.")
-_ZONE = flags.DEFINE_string("zone", None, "Zone of the TPU VM, e.g. us-central2-b.")
-_PROJECT = flags.DEFINE_string("project", None, "Google Cloud project (default: gcloud's).")
-_REPO = flags.DEFINE_string(
-    "repo", _REPO_ROOT, "Code to put on the workers: a git URL to clone, or a local directory "
-    "to copy (default: this checkout).")
-_BRANCH = flags.DEFINE_string("branch", None, "Branch or tag to clone (git URLs only).")
-_REMOTE_DIR = flags.DEFINE_string("remote_dir", "bonjax",
-                                  "Directory of the code on the workers (relative to home).")
-_PIP_EXTRAS = flags.DEFINE_list("pip_extras", ["jax[tpu]"],
-                                "Packages installed beside `pip install -e .` (TPU runtime).")
-_CONFIG = flags.DEFINE_string("config", "experiments/quickstart.py",
-                              "Experiment config, relative to the code directory.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory on the workers, or gs://...")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"], "Launcher mode.")
-_OVERRIDES = flags.DEFINE_multi_string("override", [],
-                                       "Config override FIELD=VALUE (repeatable).")
-_ENV = flags.DEFINE_multi_string("env", [], "Environment variable NAME=VALUE for the run.")
-_DETACH = flags.DEFINE_bool("detach", False, "Start the run in the background (nohup) with "
-                            "its output in ~/<remote_dir>.log, so it outlives the ssh session.")
-_ACTION = flags.DEFINE_enum("action", "all", ["setup", "run", "all"], "What to do.")
-_EXECUTE = flags.DEFINE_bool("execute", False, "Run the commands instead of printing them.")
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> types.SimpleNamespace:
+  """Defines this entry point's flags; called only when it runs, since absl flags are
+  process-global and other entry points define some of the same names (e.g. --config)."""
+  define = lambda kind, *args: getattr(flags, "DEFINE_" + kind)(*args, flag_values=flag_values)
+  return types.SimpleNamespace(
+      name=define("string", "name", None, "TPU VM name."),
+      zone=define("string", "zone", None, "Zone of the TPU VM, e.g. us-central2-b."),
+      project=define("string", "project", None, "Google Cloud project (default: gcloud's)."),
+      repo=define("string", "repo", _REPO_ROOT, "Code to put on the workers: a git URL to "
+                  "clone, or a local directory to copy (default: this checkout)."),
+      branch=define("string", "branch", None, "Branch or tag to clone (git URLs only)."),
+      remote_dir=define("string", "remote_dir", "bonjax",
+                        "Directory of the code on the workers (relative to home)."),
+      pip_extras=define("list", "pip_extras", ["jax[tpu]"],
+                        "Packages installed beside `pip install -e .` (TPU runtime)."),
+      config=define("string", "config", "experiments/quickstart.py",
+                    "Experiment config, relative to the code directory."),
+      workdir=define("string", "workdir", None, "Run directory on the workers, or gs://..."),
+      mode=define("enum", "mode", "train", ["train", "eval", "sample"], "Launcher mode."),
+      overrides=define("multi_string", "override", [],
+                       "Config override FIELD=VALUE (repeatable)."),
+      env=define("multi_string", "env", [], "Environment variable NAME=VALUE for the run."),
+      detach=define("bool", "detach", False, "Start the run in the background (nohup) with its "
+                    "output in ~/<remote_dir>.log, so it outlives the ssh session."),
+      action=define("enum", "action", "all", ["setup", "run", "all"], "What to do."),
+      execute=define("bool", "execute", False, "Run the commands instead of printing them."),
+  )
+
 
 Command = list[str]
 
@@ -193,24 +201,26 @@ def execute(commands: Sequence[Command], runner=subprocess.run) -> None:
 
 
 def plan_from_flags() -> LaunchPlan:
-  if not _NAME.value or not _ZONE.value:
+  if not FLAGS.name.value or not FLAGS.zone.value:
     raise app.UsageError("--name and --zone are required")
   return LaunchPlan(
-      vm=TpuVm(_NAME.value, _ZONE.value, _PROJECT.value), repo=_REPO.value,
-      remote_dir=_REMOTE_DIR.value, config=_CONFIG.value, workdir=_WORKDIR.value,
-      branch=_BRANCH.value, pip_extras=tuple(_PIP_EXTRAS.value), mode=_MODE.value,
-      overrides=tuple(_OVERRIDES.value), env=tuple(_ENV.value), detach=_DETACH.value)
+      vm=TpuVm(FLAGS.name.value, FLAGS.zone.value, FLAGS.project.value),
+      repo=FLAGS.repo.value, remote_dir=FLAGS.remote_dir.value, config=FLAGS.config.value,
+      workdir=FLAGS.workdir.value, branch=FLAGS.branch.value,
+      pip_extras=tuple(FLAGS.pip_extras.value), mode=FLAGS.mode.value,
+      overrides=tuple(FLAGS.overrides.value), env=tuple(FLAGS.env.value),
+      detach=FLAGS.detach.value)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
-    commands = ACTIONS[_ACTION.value](plan_from_flags())
+    commands = ACTIONS[FLAGS.action.value](plan_from_flags())
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  if _EXECUTE.value:
+  if FLAGS.execute.value:
     execute(commands)
   else:
     for command in commands:
@@ -218,4 +228,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  FLAGS = define_flags()
   app.run(main)

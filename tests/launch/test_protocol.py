@@ -13,7 +13,7 @@ import pytest
 from bonjax.bon import metrics, paired_stats
 from bonjax.training import evaluation
 from experiments import arith3_arms, arith3_protocol
-from launch import coscaling as coscaling_launcher
+from launch import protocol_figures
 from launch import protocol_markdown, protocol_report, protocol_run
 
 _INTERVAL = r"[+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]"
@@ -79,7 +79,7 @@ def test_coscaling_grid_covers_every_temperature(tiny_protocol):
   assert summary["ns"] == [1, 2, 4, 8]
   assert len(summary["best_temperature"]["pass@k"]) == 4
   # The standalone launcher's heatmaps from the same summary.
-  paths = coscaling_launcher.write_heatmaps(summary, root, "start")
+  paths = protocol_figures.write_heatmaps(summary, root, "start")
   assert all(os.path.getsize(p) > 1000 for p in paths)
 
 
