@@ -27,7 +27,9 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bonjax.bon import curves
-from bonjax.sampling import sampler as sampler_lib
+from bonjax.data import batching
+from bonjax.models import reward_model as orm_net
+from bonjax.training import learned_verifier as learned
 from bonjax.training import loop
 from bonjax.training.config_validation import COMMON_RULES, ConfigError, Rule, validate_config
 from bonjax.training.metrics_writer import MetricsWriter
@@ -52,10 +54,10 @@ def harvest(setup: RunSetup, params: Any, split: str, num_prompts: int, stream: 
   """
   cfg = setup.config.reward_model
   examples = list(getattr(setup.task, split)[:num_prompts])
-  sampling = sampler_lib.SamplingParams(
-      num_samples=cfg.num_samples, max_new_tokens=setup.config.eval.max_new_tokens,
-      temperature=cfg.temperature, top_k=0, top_p=1.0,
-      eos_id=setup.tokenizer.eos_id, pad_id=setup.tokenizer.pad_id)
+  # The eval section's length and the run's stop / pad ids; pure sampling at the harvest's own
+  # temperature (no top-k / top-p truncation), so labels cover the policy's whole distribution.
+  sampling = dataclasses.replace(setup.sampling_params(setup.config.eval, cfg.num_samples),
+                                 temperature=cfg.temperature, top_k=0, top_p=1.0)
   rng = rng_streams.stream_key(setup.config.seed, stream)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, 0,
                              setup.config.eval.prompt_batch_size, progress)
@@ -69,7 +71,7 @@ def labelled_pairs(setup: RunSetup, prompts: list[str],
   flat_prompts = [p for p in prompts for _ in range(n)]
   flat_completions = [c for row in samples.completions for c in row]
   cfg = setup.config.reward_model
-  pairs = orm.encode_pairs(setup.tokenizer, flat_prompts, flat_completions,
+  pairs = batching.encode_pairs(setup.tokenizer, flat_prompts, flat_completions,
                            cfg.prompt_buckets, cfg.completion_buckets)
   return {**pairs, "labels": samples.correct.reshape(-1).astype(np.float32)}
 
@@ -78,7 +80,7 @@ def _make_step(setup: RunSetup, optimizer: optax.GradientTransformation, params:
                opt_state: Any):
   """The jitted ORM update; it keeps the layouts of `params` and `opt_state`, so the first
   step's outputs feed the next without a recompile."""
-  loss_fn = functools.partial(orm.orm_loss, cfg=setup.model_cfg,
+  loss_fn = functools.partial(orm_net.orm_loss, cfg=setup.model_cfg,
                               compute_dtype=setup.compute_dtype)
 
   def step(params, opt_state, batch):
@@ -230,7 +232,7 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
   logging.info("%d training pairs, %.1f%% correct", len(data["labels"]),
                100 * data["labels"].mean())
 
-  params = orm.init_reward_model(policy, setup.model_cfg)
+  params = orm_net.init_reward_model(policy, setup.model_cfg)
   writer = MetricsWriter(workdir) if jax.process_index() == 0 else None
   try:
     params = fit(setup, params, data, writer, progress)
@@ -238,7 +240,7 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
     if writer is not None:
       writer.close()
 
-  scores = orm.score_pairs(params, setup.model_cfg, setup.tokenizer,
+  scores = learned.score_pairs(params, setup.model_cfg, setup.tokenizer,
                            [p for p in eval_prompts for _ in range(cfg.num_samples)],
                            [c for row in eval_samples.completions for c in row],
                            cfg.prompt_buckets, cfg.completion_buckets,
@@ -256,7 +258,7 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
             "policy": report["policy"], "policy_step": policy_step, "auc": report["auc"],
             # The policy's own architecture and tokenizer (an hf: checkpoint's, not a preset's).
             "model": dataclasses.asdict(setup.model_cfg.architecture())}
-    orm.save_reward_model(workdir, jax.device_get(params), meta)
+    learned.save_reward_model(workdir, jax.device_get(params), meta)
     if hasattr(setup.tokenizer, "save"):
       setup.tokenizer.save(workdir)
     curves.write_curve_json(report, os.path.join(workdir, "verifier_report.json"))
