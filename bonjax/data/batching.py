@@ -7,7 +7,7 @@ the sampler decode all rows in lockstep.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -133,3 +133,20 @@ def encode_pairs(tokenizer: Tokenizer, prompts: Sequence[str], completions: Sequ
   return {"tokens": np.concatenate([prompt_tokens, completion_tokens], axis=1),
           "valid": np.concatenate([prompt_valid, completion_valid], axis=1),
           "target_mask": np.concatenate([np.zeros_like(prompt_valid), completion_valid], axis=1)}
+
+
+def padded_chunks(size: int, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Row indices of `size` rows in fixed-size chunks, so that a jitted call on each chunk
+  compiles once however many rows come: the last chunk is padded by repeating its first row.
+
+  Args:
+    size: number of rows.
+    chunk: rows per call.
+
+  Yields:
+    (rows, padded): the chunk's own row indices [<= chunk], and those indices padded to
+    [chunk]; keep the first `len(rows)` results of a call on `padded`.
+  """
+  for start in range(0, size, chunk):
+    rows = np.arange(start, min(start + chunk, size))
+    yield rows, np.concatenate([rows, np.full(chunk - len(rows), rows[0])])

@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bonjax.checkpoints.tokenizer_registry import build_tokenizer
-from bonjax.data.batching import encode_pairs
+from bonjax.data.batching import encode_pairs, padded_chunks
 from bonjax.models import transformer
 from bonjax.models.config import ModelConfig, get_preset
 from bonjax.models.reward_model import Params, init_reward_model, orm_logits
@@ -54,9 +54,7 @@ def score_pairs(params: Params, cfg: ModelConfig, tokenizer: Tokenizer, prompts:
   pairs = encode_pairs(tokenizer, prompts, completions, prompt_buckets, completion_buckets)
   size = len(completions)
   out = []
-  for start in range(0, size, batch_size):
-    take = np.arange(start, min(start + batch_size, size))
-    padded = np.concatenate([take, np.full(batch_size - len(take), take[0])])
+  for take, padded in padded_chunks(size, batch_size):
     probs = _probabilities(params, cfg, {k: jnp.asarray(v[padded]) for k, v in pairs.items()},
                            compute_dtype)
     out.append(np.asarray(probs, dtype=np.float64)[:len(take)])
