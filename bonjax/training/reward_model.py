@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any
 
@@ -35,9 +34,9 @@ from bonjax.training.config_validation import COMMON_RULES, ConfigError, Rule, v
 from bonjax.training.metrics_writer import MetricsWriter
 from bonjax.training.rollouts import ScoredSamples, sample_and_score
 from bonjax.training.run_setup import RunSetup, build_run_setup
-from bonjax.training.state import make_optimizer
+from bonjax.training.state import TrainState, create_train_state, make_optimizer
 from bonjax.training import rng_streams
-from bonjax.training.step import global_norm
+from bonjax.training.step import jit_train_step, make_train_step
 from bonjax.verifiers import reward_model as orm
 
 _TRAIN_FIELDS = ("num_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps",
@@ -76,24 +75,16 @@ def labelled_pairs(setup: RunSetup, prompts: list[str],
   return {**pairs, "labels": samples.correct.reshape(-1).astype(np.float32)}
 
 
-def _make_step(setup: RunSetup, optimizer: optax.GradientTransformation, params: Any,
-               opt_state: Any):
-  """The jitted ORM update; it keeps the layouts of `params` and `opt_state`, so the first
-  step's outputs feed the next without a recompile."""
-  loss_fn = functools.partial(orm_net.orm_loss, cfg=setup.model_cfg,
-                              compute_dtype=setup.compute_dtype)
-
-  def step(params, opt_state, batch):
-    (_, metrics), grads = jax.value_and_grad(lambda p: loss_fn(p, batch=batch),
-                                             has_aux=True)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    metrics["grad_norm"] = global_norm(grads)
-    return optax.apply_updates(params, updates), opt_state, metrics
-
-  layout = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
-  replicated = NamedSharding(setup.mesh, PartitionSpec())
-  return jax.jit(step, donate_argnums=(0, 1),
-                 out_shardings=(layout(params), layout(opt_state), replicated))
+def _make_step(setup: RunSetup, optimizer: optax.GradientTransformation, state: TrainState,
+               data: dict[str, np.ndarray]):
+  """The jitted ORM update (the shared `make_train_step`); it keeps the layout of `state`, so
+  the first step's outputs feed the next without a recompile."""
+  loss_fn = lambda params, batch, rng: orm_net.orm_loss(params, setup.model_cfg, batch,
+                                                         setup.compute_dtype)
+  layout = jax.tree.map(lambda x: x.sharding, state)
+  batch_shardings = {k: setup.batch_sharding(np.ndim(v)) for k, v in data.items()}
+  return jit_train_step(make_train_step(loss_fn, optimizer), layout, batch_shardings,
+                        setup.mesh)
 
 
 def fit(setup: RunSetup, params: Any, data: dict[str, np.ndarray], writer: MetricsWriter | None,
@@ -115,12 +106,12 @@ def fit(setup: RunSetup, params: Any, data: dict[str, np.ndarray], writer: Metri
   replicated = NamedSharding(setup.mesh, PartitionSpec())
   params = jax.device_put(params, {"backbone": setup.param_shardings(),
                                    "head": jax.tree.map(lambda _: replicated, params["head"])})
-  opt_state = jax.jit(optimizer.init)(params)
-  # Leaves created off the mesh (the optimizer's step count) are replicated over it.
-  opt_state = jax.tree.map(
+  state = jax.jit(lambda p: create_train_state(p, optimizer, setup.config.seed))(params)
+  # Leaves created off the mesh (the optimizer's step count, the rng) are replicated over it.
+  state = jax.tree.map(
       lambda x: x if x.sharding.device_set == replicated.device_set
-      else jax.device_put(x, replicated), opt_state)
-  step_fn = _make_step(setup, optimizer, params, opt_state)
+      else jax.device_put(x, replicated), state)
+  step_fn = _make_step(setup, optimizer, state, data)
   batch_size, size = train_cfg.batch_size, len(data["labels"])
   rng = np.random.default_rng(setup.config.seed)
   order = np.zeros((0,), np.int64)
@@ -130,13 +121,13 @@ def fit(setup: RunSetup, params: Any, data: dict[str, np.ndarray], writer: Metri
       order = np.concatenate([order, rng.permutation(size)])
     take, order = order[:batch_size], order[batch_size:]
     batch = setup.shard_batch({k: v[take] for k, v in data.items()})
-    params, opt_state, metrics = step_fn(params, opt_state, batch)
+    state, metrics = step_fn(state, batch)
     if (step + 1) % train_cfg.log_every == 0 or step + 1 == train_cfg.num_steps:
       metrics = jax.device_get(metrics)
       bar.set_postfix(loss=f"{float(metrics['loss']):.4f}")
       if writer is not None:
         writer.write(step + 1, metrics, prefix="reward_model/")
-  return params
+  return state.params
 
 
 def selection_report(correct: np.ndarray, orm_scores: np.ndarray,
