@@ -123,7 +123,8 @@ def sampler_case(preset: str, n: int, new_tokens: int, dtype: str, bandwidth: fl
   matmul_bound = pt.decode_matmul_bound(cfg, n, dtype, max(repeats, 2))
   return {"preset": preset, "N": n, "L": new_tokens, "prompt_len": PROMPT_LEN, "dtype": dtype,
           "tokens_s": tok_s, "call_s": seconds, "compile_s": first - seconds,
-          "weight_read_bound_tok_s": read_bound, "fraction_of_weight_read_bound": tok_s / read_bound,
+          "weight_read_bound_tok_s": read_bound,
+          "fraction_of_weight_read_bound": tok_s / read_bound,
           "matmul_bound_tok_s": matmul_bound}
 
 

@@ -134,6 +134,11 @@ def get_config(arg: str = "bon_rlb") -> ml_collections.ConfigDict:
   c.task.template = "{prompt}\nPut the final answer in \\boxed{{}}."
   c.task.chat_template = True
   c.task.verifier_workers = 2  # math-verify processes (real scale: the host's cores).
+  c.task.correct_threshold = 1.0  # reward="python:...": R >= this counts as correct.
+  c.task.train_split, c.task.test_split = "train", "test"  # Values of the split field.
+  c.task.data_dir = ""  # path="tfds:<format>": the TFDS data directory.
+  c.task.code_seconds = 10.0  # reward="code" (tests_field): sandbox wall clock per program.
+  c.task.code_includes_prompt = False  # reward="code": the program is prompt + completion.
 
   c.verifier.kind = "exact"
   if stage == "bon_rl_v":

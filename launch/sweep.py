@@ -8,6 +8,12 @@ by default the quickstart's), so run the main job first:
   python -m launch.sweep --seeds=0,1          # all algorithms, 2 seeds each
   python -m launch.sweep --algorithms=rl_s,bon_rl_s --seeds=0 --num_steps=50
 
+A comparison protocol (warm start, verifier, arms x seeds, paired held-out evaluations,
+co-scaling grid and docs/results.md; see experiments/arith3_protocol.py):
+
+  python -m launch.sweep --protocol=experiments/arith3_protocol.py:one_hour \
+      --root=workdir/protocol --report_dir=docs
+
 An entry of --algorithms is an experiments/ module, optionally with its config argument after
 ":" (as `--config=experiments/<module>.py:<argument>`), e.g. the SmolLM2 comparison:
 
@@ -51,6 +57,14 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds per algorithm.")
 _NUM_STEPS = flags.DEFINE_integer("num_steps", None, "Override train.num_steps of every run.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only aggregate finished runs.")
 multihost.define_flags()
+_PROTOCOL = flags.DEFINE_string(
+    "protocol", None, "Run a comparison protocol instead, e.g. "
+    "experiments/arith3_protocol.py:one_hour (see launch/protocol_run.py).")
+_SKIP_ARMS = flags.DEFINE_list("skip_arms", [], "--protocol: arms left out of this run.")
+_STAGES = flags.DEFINE_list("stages", [], "--protocol: run only these stages (default: all of "
+                            "launch/protocol_run.STAGES), e.g. arms.")
+_REPORT_DIR = flags.DEFINE_string("report_dir", None, "--protocol: where results.md and its "
+                                  "PNGs go (default: --root).")
 
 
 def experiment_config(name: str, seed: int):
@@ -172,6 +186,21 @@ def main(argv):
   del argv
   multihost.initialize(multihost.flag_values_of())
   quiet_library_logs()
+  if _PROTOCOL.value:
+    from launch import protocol_report, protocol_run
+    protocol = protocol_run.load_protocol(_PROTOCOL.value)
+    protocol.arms = tuple(a for a in protocol.arms if a not in _SKIP_ARMS.value)
+    if not _REPORT_ONLY.value:
+      protocol_run.run(protocol, _ROOT.value, _STAGES.value or None)
+      if _STAGES.value:
+        return
+    # The command that regenerates the report from scratch (a --report_only rerun included).
+    command = "python -m launch.sweep " + " ".join(
+        a for a in sys.argv[1:] if a not in ("--report_only", "--report_only=true"))
+    path = protocol_report.write_report(protocol, _ROOT.value, _REPORT_DIR.value or _ROOT.value,
+                                        command)
+    print(f"wrote {path}")
+    return
   seeds = [int(s) for s in _SEEDS.value]
   for name in _ALGORITHMS.value:
     try:

@@ -6,8 +6,8 @@
 Writes `config.json` (the HF architecture is chosen by `cfg.family`, see
 `hf_layout.EXPORT_ARCHITECTURE`), `model.safetensors` (float32 by default), a
 `generation_config.json` with the token ids (every stop id as `eos_token_id`), and the
-tokenizer files when a tokenizer is given (`hf_tokenizer_for` turns the character tokenizer
-of the built-in tasks into an equivalent `tokenizers` one).
+tokenizer files when a tokenizer is given (`hf_tokenizer_for` turns the character and byte
+tokenizers of the built-in tasks into equivalent `tokenizers` ones).
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def _char_tokenizer_to_hf(tokenizer: Any) -> Any:
 
   specials = {tokenizer.pad_id: "<pad>", tokenizer.bos_id: "<s>", tokenizer.eos_id: "</s>"}
   vocab = {token: i for i, token in specials.items()}
-  vocab.update({c: i for i, c in enumerate(tokenizer.alphabet, start=tokenizer._RESERVED)})  # pylint: disable=protected-access
+  first = tokenizer.encode(tokenizer.alphabet[0])[0]  # The alphabet's ids are consecutive.
+  vocab.update({c: i for i, c in enumerate(tokenizer.alphabet, start=first)})
   model = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
   model.add_special_tokens(list(specials.values()))
   model.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex(r"[\s\S]"), "isolated")
@@ -94,8 +95,43 @@ def _char_tokenizer_to_hf(tokenizer: Any) -> Any:
                      bos_id=tokenizer.bos_id)
 
 
+def _byte_characters() -> list[str]:
+  """The printable character `tokenizers`' ByteLevel pre-tokenizer maps each byte 0..255 to
+  (GPT-2's table: printable bytes stand for themselves, the rest for chr(256 + n))."""
+  printable = set(range(ord("!"), ord("~") + 1)) | set(range(0xA1, 0xAD)) | set(range(0xAE, 0x100))
+  table, extra = [], 0
+  for b in range(256):
+    table.append(chr(b) if b in printable else chr(256 + extra))
+    extra += b not in printable
+  return table
+
+
+def _byte_tokenizer_to_hf(tokenizer: Any) -> Any:
+  """The byte tokenizer as an HFTokenizer with the same ids: a ByteLevel pre-tokenizer split
+  into single bytes, one word-level token per byte, specials at their reserved ids."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+
+  from bonjax.tokenizers.hf import HFTokenizer  # pylint: disable=g-import-not-at-top
+
+  specials = {tokenizer.pad_id: "<pad>", tokenizer.bos_id: "<s>", tokenizer.eos_id: "</s>"}
+  vocab = {token: i for i, token in specials.items()}
+  first = tokenizer.encode("\0")[0]  # Byte b has id first + b.
+  vocab.update({c: first + b for b, c in enumerate(_byte_characters())})
+  model = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
+  model.add_special_tokens(list(specials.values()))
+  model.pre_tokenizer = tokenizers.pre_tokenizers.Sequence([
+      tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+      tokenizers.pre_tokenizers.Split(tokenizers.Regex(r"[\s\S]"), "isolated")])
+  model.decoder = tokenizers.decoders.ByteLevel()
+  model.post_processor = tokenizers.processors.TemplateProcessing(
+      single="<s> $A", special_tokens=[("<s>", tokenizer.bos_id)])
+  return HFTokenizer(model, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                     bos_id=tokenizer.bos_id)
+
+
 # Tokenizer class name -> converter to an object with `save(directory)` in transformers' format.
-_TOKENIZER_CONVERTERS = {"CharTokenizer": _char_tokenizer_to_hf}
+_TOKENIZER_CONVERTERS = {"CharTokenizer": _char_tokenizer_to_hf,
+                         "ByteTokenizer": _byte_tokenizer_to_hf}
 
 
 def hf_tokenizer_for(tokenizer: Any) -> Any:

@@ -503,8 +503,8 @@ def _advise_activations(plan: MemoryPlan) -> str:
   tips = [f"lower train.batch_size={w.batch_size} or raise train.grad_accum_steps="
           f"{w.grad_accum_steps} (micro-batches per step)"]
   if w.remat != "full":
-    tips.append(f"recompute layer activations: model.remat={'dots' if w.remat == 'none' else 'full'}"
-                f" (now {w.remat!r})")
+    better = "dots" if w.remat == "none" else "full"
+    tips.append(f"recompute layer activations: model.remat={better} (now {w.remat!r})")
   if w.logits_chunk is None and w.vocab_chunk is None and 3 * plan.logits > plan.activations:
     tips.append("compute the output layer in sequence chunks (model.logits_chunk=1024)")
   tips.append(f"or spread prompts over more devices (mesh.data x mesh.fsdp = "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 import os
@@ -81,14 +82,17 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
   cfg = setup.config.eval
   examples = list(setup.task.test[:cfg.num_prompts])
   sampling = setup.sampling_params(cfg)
-  rng = rng_streams.stream_key(setup.config.seed, rng_streams.EVAL)
-  samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, step,
-                             cfg.prompt_batch_size, progress)
-  curve = curves.bon_curve(samples.correct, samples.scores, samples.answers)
+  rng, sample_step = eval_stream(setup.config.seed, step, cfg.get("common_seed", -1))
+  samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng,
+                             sample_step, cfg.prompt_batch_size, progress)
+  max_k = cfg.get("max_k", 0)
+  ks = [k for k in curves.default_ks(cfg.num_samples) if not max_k or k <= max_k]
+  curve = curves.bon_curve(samples.correct, samples.scores, samples.answers, ks=ks)
   diversity = diversity_metrics(samples)
   if reference_params is not None:
-    diversity["kl_to_reference"] = kl_to_reference(setup, samples, params, reference_params,
-                                                   cfg.temperature, cfg.prompt_batch_size)
+    diversity["kl_to_reference"] = kl_to_reference(
+        setup, first_samples(samples, cfg.get("kl_num_samples", 0)), params, reference_params,
+        cfg.temperature, cfg.prompt_batch_size)
   return {
       "step": int(step),
       "num_prompts": len(examples),
@@ -98,7 +102,46 @@ def evaluate_bon(setup: RunSetup, params: Any, step: int, progress: bool = True,
       "diversity": diversity,
       "examples": [{"prompt": e.prompt, "gold": e.answer, "completions": samples.completions[i][:4]}
                    for i, e in enumerate(examples[:5])],
+      PER_PROMPT: per_prompt_arrays(samples),
   }
+
+
+# Report key of the per-prompt arrays (saved as `<name>.npz` next to `<name>.json`, not in it).
+PER_PROMPT = "per_prompt"
+
+
+def eval_stream(seed: int, step: int, common_seed: int) -> tuple[jax.Array, int]:
+  """The evaluation key and the step folded into the sample keys.
+
+  With `common_seed` >= 0 every model and step draws the same random numbers for each prompt
+  (sample keys depend on the prompt id only), so two models' evaluations are paired: their
+  difference has far less noise than either value (common random numbers).
+  """
+  if common_seed is not None and common_seed >= 0:
+    return jax.random.key(common_seed), 0
+  return rng_streams.stream_key(seed, rng_streams.EVAL), step
+
+
+def first_samples(samples: ScoredSamples, m: int) -> ScoredSamples:
+  """The first `m` samples of every prompt (all when m <= 0): the fields KL needs."""
+  if m <= 0 or m >= samples.logprobs.shape[1]:
+    return samples
+  return dataclasses.replace(samples, logprobs=samples.logprobs[:, :m],
+                             completion_tokens=samples.completion_tokens[:, :m],
+                             completion_mask=samples.completion_mask[:, :m])
+
+
+def per_prompt_arrays(samples: ScoredSamples) -> dict[str, np.ndarray]:
+  """Per-prompt data for paired statistics: correctness, scores and answer ids ([B, n]; the
+  id of a sample's answer among its prompt's distinct answers, -1 when unparseable)."""
+  ids = np.full(samples.correct.shape, -1, dtype=np.int32)
+  for i, row in enumerate(samples.answers):
+    seen: dict[Any, int] = {}
+    for j, answer in enumerate(row):
+      if answer is not None:
+        ids[i, j] = seen.setdefault(answer, len(seen))
+  return {"correct": samples.correct.astype(bool), "scores": samples.scores.astype(np.float32),
+          "answer_ids": ids, "lengths": np.asarray(samples.lengths, dtype=np.int32)}
 
 
 def scalar_summary(report: dict[str, Any]) -> dict[str, float]:
@@ -114,12 +157,16 @@ def scalar_summary(report: dict[str, Any]) -> dict[str, float]:
 
 
 def write_report(report: dict[str, Any], workdir: str, name: str = "eval") -> tuple[str, str]:
-  """Writes `<workdir>/<name>.json` and `<workdir>/bon_curve.png`; returns both paths."""
+  """Writes `<workdir>/<name>.json` (and the per-prompt arrays as `<name>.npz`) and
+  `<workdir>/bon_curve.png` (`<name>_bon_curve.png` for another name); returns both paths."""
   os.makedirs(workdir, exist_ok=True)
   json_path = os.path.join(workdir, f"{name}.json")
+  arrays = report.get(PER_PROMPT)
+  if arrays is not None:
+    np.savez_compressed(os.path.join(workdir, f"{name}.npz"), **arrays)
   with open(json_path, "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
-  png_path = os.path.join(workdir, "bon_curve.png")
+    json.dump({k: v for k, v in report.items() if k != PER_PROMPT}, f, indent=2)
+  png_path = os.path.join(workdir, "bon_curve.png" if name == "eval" else f"{name}_bon_curve.png")
   curves.plot_bon_curve({f"step {report['step']}": report["curve"]}, png_path,
                         title=f"BoN curve ({report['num_prompts']} held-out prompts, "
                               f"T={report['temperature']})")

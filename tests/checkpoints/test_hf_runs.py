@@ -189,3 +189,20 @@ def test_model_config_read_back_from_json_is_hashable_and_equal():
               CONFIGS["llama"].replace(rope_scaling=RopeScaling("llama3", 8.0, 1.0, 4.0, 64))):
     back = ModelConfig(**json.loads(json.dumps(dataclasses.asdict(cfg))))
     assert back == cfg and hash(back) == hash(cfg)
+
+
+@pytest.mark.parametrize("kind", ["char", "byte"])
+def test_built_in_tokenizers_export_with_the_same_ids(kind, tmp_path):
+  """transformers reads the exported char / byte tokenizer with our ids (BOS first) and text."""
+  from bonjax.checkpoints import hf_export  # pylint: disable=g-import-not-at-top
+  from bonjax.tokenizers.byte import ByteTokenizer  # pylint: disable=g-import-not-at-top
+  from bonjax.tokenizers.char import CharTokenizer  # pylint: disable=g-import-not-at-top
+
+  ours = {"char": CharTokenizer, "byte": ByteTokenizer}[kind]()
+  text = "Q: 12+3=\nA: 15" if kind == "char" else "héllo wörld\n\tdef f(x): return x ** 2  # ✓"
+  hf_export.hf_tokenizer_for(ours).save(str(tmp_path))
+  theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+  ids = theirs(text)["input_ids"]
+  assert ids == [ours.bos_id] + ours.encode(text)
+  assert theirs.decode(ids, skip_special_tokens=True) == text
+  assert theirs.eos_token_id == ours.eos_id and theirs.pad_token_id == ours.pad_id

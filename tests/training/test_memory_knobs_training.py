@@ -91,6 +91,7 @@ def _config(**model):
   return config
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="only CPU devices report no memory")
 def test_budget_plans_on_cpu_and_stops_a_run_that_cannot_fit(caplog):
   config = _config(preset="gemma2-2b", compute_dtype="bfloat16", remat="none")
   config.train.batch_size, config.lengths.prompt_buckets = 8, (512,)
@@ -138,10 +139,14 @@ def test_invalid_knobs_are_named_at_start_up():
   assert "model.remat='some': must be one of ('auto', 'none', 'dots', 'full')" in message
   assert "model.logits_chunk=-1" in message
   assert "train.grad_accum_steps=3" in message
-  config = _config(attention_impl="cudnn")
-  with pytest.raises(ConfigError, match="model.attention_impl='cudnn': the cuDNN fused attention "
-                     "kernel runs only on NVIDIA GPUs, this backend is 'cpu'; use 'xla'"):
+  config = _config(attention_impl="cudnn")  # float32: refused on every backend
+  with pytest.raises(ConfigError, match="model.attention_impl='cudnn': needs "
+                     "model.compute_dtype='bfloat16'"):
     build_run_setup(config)
+  if jax.default_backend() == "cpu":
+    with pytest.raises(ConfigError, match="model.attention_impl='cudnn': the cuDNN fused "
+                       "attention kernel runs only on NVIDIA GPUs, this backend is 'cpu'"):
+      build_run_setup(config)
 
 
 def test_a_lora_run_through_the_launcher_lowers_the_loss(tmp_path, caplog):
@@ -161,3 +166,19 @@ def test_a_lora_run_through_the_launcher_lowers_the_loss(tmp_path, caplog):
   assert len(losses) == 4 and losses[-1] < 0.8 * losses[0], losses
   assert "Train step memory per device, XLA vs plan" in caplog.text
   assert "Memory plan (model.remat=none chosen by remat='auto'" in caplog.text
+
+
+def test_lora_on_policy_run_uses_the_base_as_reference(tmp_path):
+  from bonjax.training import loop
+  from bonjax.training.metrics_writer import read_metrics
+  from tests.training.test_on_policy import tiny_on_policy_config
+  config = tiny_on_policy_config("bond")  # KL to the reference and reference samples' scores.
+  config.model.lora_rank = 4
+  report = loop.train(config, str(tmp_path))
+  records = [r for r in read_metrics(str(tmp_path)) if "loss" in r]
+  assert [r["step"] for r in records] == [1, 2]
+  assert all(np.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
+  # Two adapter steps from B = 0: the policy moved off its base (a Monte Carlo KL estimate,
+  # exactly 0 only if the reference were the policy itself) but is still close to it.
+  kl = report["diversity"]["kl_to_reference"]
+  assert 0.0 < abs(kl) < 0.05, kl
