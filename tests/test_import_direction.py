@@ -32,14 +32,7 @@ ABOVE_BONJAX = ("launch", "experiments", "benchmarks", "tests")
 
 # (importing module, imported package): imports that break the order today, each with why it
 # stays for now.
-ALLOWED_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("bonjax/verifiers/reward_model.py", "data"):
-        "the learned verifier's network and training still live in verifiers/ and read "
-        "data.batching; they move to models/ and training/ together",
-    ("bonjax/verifiers/reward_model.py", "checkpoints"):
-        "loading a learned verifier rebuilds its policy's tokenizer by config name; the load "
-        "moves to training/ with the verifier's training",
-}
+ALLOWED_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def _is_type_checking(test: ast.expr) -> bool:

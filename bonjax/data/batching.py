@@ -7,7 +7,7 @@ the sampler decode all rows in lockstep.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -98,3 +98,55 @@ def encode_supervised(tokenizer: Tokenizer, prompts: Sequence[str], completions:
       "valid": np.concatenate([prompt_valid, completion_valid], axis=1),
       "target_mask": np.concatenate([np.zeros_like(prompt_valid), completion_valid], axis=1),
   }
+
+
+def encode_pairs(tokenizer: Tokenizer, prompts: Sequence[str], completions: Sequence[str],
+                 prompt_buckets: Sequence[int],
+                 completion_buckets: Sequence[int]) -> dict[str, np.ndarray]:
+  """Tokenises (prompt, completion) pairs into [left-padded prompt | completion + EOS | pad].
+
+  Model output can be arbitrarily long, so instead of failing, a prompt or completion longer
+  than the largest bucket keeps its last tokens (where a final answer is).
+
+  Args:
+    tokenizer: the ORM's tokenizer.
+    prompts: prompt texts.
+    completions: completion texts, one per prompt.
+    prompt_buckets: allowed padded prompt lengths.
+    completion_buckets: allowed padded completion lengths (EOS included).
+
+  Returns:
+    dict with `tokens` int32 [B, P+L], `valid` bool [B, P+L] and `target_mask` bool [B, P+L]
+    (the completion tokens, EOS included).
+  """
+  if len(prompts) != len(completions):
+    raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+  max_prompt, max_completion = max(prompt_buckets), max(completion_buckets)
+  prompt_rows = [encode_prompt(tokenizer, p)[-max_prompt:] for p in prompts]
+  completion_rows = [(tokenizer.encode(c) + [tokenizer.eos_id])[-max_completion:]
+                     for c in completions]
+  prompt_width = bucket_length(max(map(len, prompt_rows)), prompt_buckets)
+  completion_width = bucket_length(max(map(len, completion_rows)), completion_buckets)
+  prompt_tokens, prompt_valid = left_pad(prompt_rows, prompt_width, tokenizer.pad_id)
+  completion_tokens, completion_valid = right_pad(completion_rows, completion_width,
+                                                  tokenizer.pad_id)
+  return {"tokens": np.concatenate([prompt_tokens, completion_tokens], axis=1),
+          "valid": np.concatenate([prompt_valid, completion_valid], axis=1),
+          "target_mask": np.concatenate([np.zeros_like(prompt_valid), completion_valid], axis=1)}
+
+
+def padded_chunks(size: int, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Row indices of `size` rows in fixed-size chunks, so that a jitted call on each chunk
+  compiles once however many rows come: the last chunk is padded by repeating its first row.
+
+  Args:
+    size: number of rows.
+    chunk: rows per call.
+
+  Yields:
+    (rows, padded): the chunk's own row indices [<= chunk], and those indices padded to
+    [chunk]; keep the first `len(rows)` results of a call on `padded`.
+  """
+  for start in range(0, size, chunk):
+    rows = np.arange(start, min(start + chunk, size))
+    yield rows, np.concatenate([rows, np.full(chunk - len(rows), rows[0])])

@@ -15,9 +15,10 @@ Transforms of a group g_1..g_n (weights on grad log pi(y_i); no further 1/n fact
                      (g_i - mean_{j != i} g_j) / n, as the paper does for k_opt = 1.
 
 Implementation: sort each group once; every coefficient is a ratio of binomials
-C(r, k - 1) / C(m, k) or C(u - 1, k - 2) / C(m, k), tabulated on the host in float64 from
-log-factorials for every possible number m of valid samples (the group size N is static), so
-n = 64 and beyond is accurate in float32; the sums over larger-ranked samples are cumulative
+C(r, k - 1) / C(m, k) or C(u - 1, k - 2) / C(m, k), tabulated on the host in float64 by the
+subset-maximum weights of `bonjax.bon.metrics` (running products of ratios in [0, 1]) for
+every possible number m of valid samples (the group size N is static), so n = 64 and beyond is
+accurate in float32; the sums over larger-ranked samples are cumulative
 sums in sorted order (O(n log n) per group).
 """
 
@@ -30,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bonjax.bon import metrics as bon_metrics
 from bonjax.objectives import checks, group_stats, loss_terms
 from bonjax.objectives.inputs import ObjectiveInputs, require_inputs, sanitize
 
@@ -42,31 +44,16 @@ TRANSFORMS = ("binary", "s", "s_loo", "s_loo_minus_one")
 
 
 @functools.lru_cache(maxsize=None)
-def _log_factorials(n_max: int) -> np.ndarray:
-  return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n_max + 1, dtype=np.float64)))])
-
-
-def _log_comb(a: np.ndarray, b: np.ndarray, n_max: int) -> np.ndarray:
-  """log C(a, b) elementwise; -inf where b < 0 or b > a."""
-  a, b = np.broadcast_arrays(np.asarray(a), np.asarray(b))
-  lf = _log_factorials(max(n_max, 1))
-  ok = (b >= 0) & (b <= a) & (a >= 0)
-  a_c, b_c = np.where(ok, a, 0), np.where(ok, b, 0)
-  return np.where(ok, lf[a_c] - lf[b_c] - lf[a_c - b_c], -np.inf)
-
-
-@functools.lru_cache(maxsize=None)
 def max_at_k_table(n_max: int, k: int) -> np.ndarray:
   """T[m, r] = C(r, k - 1) / C(m, k) for ranks r < m (0-based, ascending), m >= k; else 0.
 
-  Row m gives the weights of the sorted values in the unbiased max@k estimate of m samples.
+  Row m gives the weights of the sorted values in the unbiased max@k estimate of m samples
+  (`bonjax.bon.metrics.subset_max_probs(m, k)`).
   """
-  m = np.arange(n_max + 1)[:, None]
-  r = np.arange(n_max)[None, :]
-  valid = (r < m) & (m >= k)
-  with np.errstate(invalid="ignore"):  # -inf - -inf outside the valid region
-    log_coef = _log_comb(r, k - 1, n_max) - _log_comb(m, k, n_max)
-  return np.where(valid & np.isfinite(log_coef), np.exp(np.where(valid, log_coef, 0.0)), 0.0)
+  table = np.zeros((n_max + 1, n_max))
+  for m in range(max(k, 1), n_max + 1):
+    table[m, :m] = bon_metrics.subset_max_probs(m, k)
+  return table
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,36 +61,36 @@ def _s_offdiag_table(n_max: int, k: int) -> np.ndarray:
   """U[m, u] = C(u - 1, k - 2) / C(m, k) for 1 <= u < m, k >= 2, m >= k; else 0.
 
   The weight of the sorted value at rank u in s_i for every sample ranked below u: the number
-  of k-subsets holding both, whose maximum is at u, over C(m, k).
+  of k-subsets holding both, whose maximum is at u, over C(m, k). It is
+  `(k / m) C(u - 1, k - 2) / C(m - 1, k - 1)`: a max@(k-1) weight among m - 1 samples.
   """
-  m = np.arange(n_max + 1)[:, None]
-  u = np.arange(n_max)[None, :]
+  table = np.zeros((n_max + 1, n_max))
   if k < 2:
-    return np.zeros((n_max + 1, n_max))
-  valid = (u >= 1) & (u < m) & (m >= k)
-  with np.errstate(invalid="ignore"):
-    log_coef = _log_comb(u - 1, k - 2, n_max) - _log_comb(m, k, n_max)
-  return np.where(valid & np.isfinite(log_coef), np.exp(np.where(valid, log_coef, 0.0)), 0.0)
+    return table
+  for m in range(k, n_max + 1):
+    table[m, 1:m] = (k / m) * bon_metrics.subset_max_probs(m - 1, k - 1)
+  return table
 
 
 @functools.lru_cache(maxsize=None)
 def _binary_negative_table(n_max: int, k: int) -> np.ndarray:
-  """V[m, c] = rho(m - 1, c, k - 1) = 1 - C(m - 1 - c, k - 1) / C(m - 1, k - 1), for m >= k."""
-  m = np.arange(n_max + 1)[:, None]
-  c = np.arange(n_max + 1)[None, :]
-  with np.errstate(invalid="ignore"):
-    ratio = np.exp(_log_comb(m - 1 - c, k - 1, n_max) - _log_comb(m - 1, k - 1, n_max))
-  value = np.where(np.isfinite(ratio), 1.0 - ratio, 1.0)
-  return np.where((m >= k) & (m >= 1) & (c <= m - 1), value, 0.0)
+  """V[m, c] = rho(m - 1, c, k - 1) = 1 - C(m - 1 - c, k - 1) / C(m - 1, k - 1), for m >= k.
+
+  rho is Chen et al.'s pass@(k-1) of m - 1 samples (`bonjax.bon.metrics.pass_at_k`); 0 for
+  k = 1 (pass@0).
+  """
+  table = np.zeros((n_max + 1, n_max + 1))
+  if k < 2:
+    return table
+  for m in range(k, n_max + 1):
+    table[m, :m] = bon_metrics.pass_at_k(m - 1, np.arange(m), k - 1)
+  return table
 
 
 def pass_at_k_estimate(n: int, c: int, k: int) -> float:
-  """Chen et al.'s unbiased pass@k, `1 - C(n - c, k) / C(n, k)` (host-side float64)."""
-  if not 0 <= c <= n or not 1 <= k <= n:
-    raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-  if n - c < k:
-    return 1.0
-  return float(1.0 - np.exp(_log_comb(n - c, k, n) - _log_comb(n, k, n)))
+  """Chen et al.'s unbiased pass@k, `1 - C(n - c, k) / C(n, k)` (host-side float64; one group
+  of `bonjax.bon.metrics.pass_at_k`)."""
+  return float(bon_metrics.pass_at_k(n, c, k))
 
 
 # ----------------------------------------------------------------------------- group transforms

@@ -25,8 +25,36 @@ class SFTConfig:
     return frozenset({"expert_logprobs"})
 
 
+# How `supervised_nll` averages: the denominator from (row mask [B], target tokens [B]).
+NLL_NORMALIZERS = {
+    "token": lambda rows, tokens: jnp.where(rows, tokens, 0).sum(),
+    "sequence": lambda rows, tokens: rows.sum(),
+}
+
+
+def supervised_nll(seq_logprobs: Array, rows: Array, num_tokens: Array | None,
+                   normalize: str) -> Array:
+  """Negative log-likelihood of target responses, per target token or per sequence.
+
+  Args:
+    seq_logprobs: [B] log pi(y_b | x_b), summed over each target's tokens.
+    rows: [B] bool, the real (non-padding) rows.
+    num_tokens: [B] target tokens per row (read by "token" only; may be None otherwise).
+    normalize: "token" (`-sum_b log pi / #target tokens`, the teacher-forcing loss of
+      `algorithm="sft"`) or "sequence" (`-mean_b log pi`, the `sft` objective).
+
+  Returns:
+    The scalar loss (0 when nothing is a target).
+  """
+  if normalize not in NLL_NORMALIZERS:
+    raise ValueError(f"normalize={normalize!r}: must be one of {tuple(NLL_NORMALIZERS)}")
+  total = -jnp.where(rows, seq_logprobs, 0).sum()
+  count = jnp.maximum(NLL_NORMALIZERS[normalize](rows, num_tokens), 1)
+  return total / count.astype(total.dtype)
+
+
 def sft(inputs: ObjectiveInputs, cfg: SFTConfig) -> tuple[Array, dict]:
-  """Loss `-mean_b log pi(y_expert_b | x_b)`.
+  """Loss `-mean_b log pi(y_expert_b | x_b)` (`supervised_nll` per sequence).
 
   Rows without any valid group sample are padding and are skipped (for a pure SFT batch, pass
   a [B, 1] mask that is True on real rows).
@@ -34,11 +62,11 @@ def sft(inputs: ObjectiveInputs, cfg: SFTConfig) -> tuple[Array, dict]:
   cfg.validate()
   require_inputs(inputs, cfg.required_inputs(), "sft")
   inputs = sanitize(inputs)
-  weights = jnp.zeros_like(inputs.logprobs)
-  loss, metrics = loss_terms.assemble(inputs, weights, expert_weight=1.0)
+  rows = group_stats.row_valid(inputs.mask)
+  loss = supervised_nll(inputs.expert_logprobs, rows, None, "sequence")
   # The expert is the signal here; report it as a weight-1 sample per valid row.
-  metrics.update(loss_terms.weight_metrics(jnp.ones_like(inputs.logprobs[:, :1]),
-                                           group_stats.row_valid(inputs.mask)[:, None]))
+  metrics = loss_terms.weight_metrics(jnp.ones_like(inputs.logprobs[:, :1]), rows[:, None])
+  metrics["loss"] = jax.lax.stop_gradient(loss)
   return loss, metrics
 
 

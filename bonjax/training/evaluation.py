@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from bonjax.bon import curves
+from bonjax.data.batching import padded_chunks
 from bonjax.models.logprobs import policy_temperature
 from bonjax.parallel.distributed import fetch_to_host
 from bonjax.training import rng_streams
@@ -56,9 +57,7 @@ def _teacher_forced(setup: RunSetup, samples: ScoredSamples, logp, params: Any,
                     prompt_batch_size: int) -> np.ndarray:
   """[P, n] sequence log-probs of the stored samples under `params`."""
   out = []
-  for start in range(0, len(samples.completions), prompt_batch_size):
-    rows = np.arange(start, min(start + prompt_batch_size, len(samples.completions)))
-    padded = np.concatenate([rows, np.full(prompt_batch_size - len(rows), rows[0])])
+  for rows, padded in padded_chunks(len(samples.completions), prompt_batch_size):
     args = setup.shard_batch((samples.prompt_tokens[padded], samples.prompt_valid[padded],
                               samples.completion_tokens[padded], samples.completion_mask[padded]))
     out.append(np.asarray(fetch_to_host(logp(params, *args)[0]))[:len(rows)])

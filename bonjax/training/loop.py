@@ -41,15 +41,8 @@ from bonjax.training.workdir import WorkdirLock, check_workdir
 def state_shardings(setup: RunSetup, optimizer, with_anchor: bool = False) -> Any:
   """NamedShardings of the whole TrainState: optimizer moments (and an EMA anchor) follow
   their parameters' logical axes."""
-  abstract_params = jax.eval_shape(
-      lambda: transformer.init_params(setup.model_cfg, jax.random.key(0)))
-  boxed = sharding_lib.box_logical(abstract_params,
-                                   transformer.param_logical_axes(setup.model_cfg))
-  aux = {"anchor": boxed} if with_anchor else None
-  trainable = lora.trainable_mask(abstract_params)
-  abstract_state = jax.eval_shape(
-      lambda p, a: create_train_state(p, optimizer, 0, a, trainable), boxed, aux)
-  return sharding_lib.boxed_shardings(abstract_state, setup.mesh)
+  return sharding_lib.boxed_shardings(
+      setup.abstract_train_state(optimizer, with_anchor, boxed=True), setup.mesh)
 
 
 def initial_params(setup: RunSetup) -> Any:
@@ -325,11 +318,9 @@ def restore_params(setup: RunSetup, workdir: str) -> tuple[Any, int]:
     optimizer = make_optimizer(saved.train)
     # The checkpoint's own layout: with LoRA adapters (and their optimizer state) or without.
     saved_setup = dataclasses.replace(setup, model_cfg=memory_budget.model_config(saved))
-    shardings = state_shardings(saved_setup, optimizer, with_anchor=meta.get("has_aux", False))
-    init = lambda: transformer.init_params(saved_setup.model_cfg, jax.random.key(0))
-    abstract = jax.eval_shape(lambda: create_train_state(
-        init(), optimizer, 0, {"anchor": init()} if meta.get("has_aux") else None,
-        lora.trainable_mask(init())))
+    with_anchor = bool(meta.get("has_aux", False))
+    shardings = state_shardings(saved_setup, optimizer, with_anchor=with_anchor)
+    abstract = saved_setup.abstract_train_state(optimizer, with_anchor)
     state, meta = checkpointer.restore(abstract_like(abstract, shardings))
   finally:
     checkpointer.close()

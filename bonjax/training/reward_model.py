@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any
 
@@ -27,15 +26,17 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from bonjax.bon import curves
-from bonjax.sampling import sampler as sampler_lib
+from bonjax.data import batching
+from bonjax.models import reward_model as orm_net
+from bonjax.training import learned_verifier as learned
 from bonjax.training import loop
 from bonjax.training.config_validation import COMMON_RULES, ConfigError, Rule, validate_config
 from bonjax.training.metrics_writer import MetricsWriter
 from bonjax.training.rollouts import ScoredSamples, sample_and_score
 from bonjax.training.run_setup import RunSetup, build_run_setup
-from bonjax.training.state import make_optimizer
+from bonjax.training.state import TrainState, create_train_state, make_optimizer
 from bonjax.training import rng_streams
-from bonjax.training.step import global_norm
+from bonjax.training.step import jit_train_step, make_train_step
 from bonjax.verifiers import reward_model as orm
 
 _TRAIN_FIELDS = ("num_steps", "batch_size", "learning_rate", "lr_schedule", "warmup_steps",
@@ -52,10 +53,10 @@ def harvest(setup: RunSetup, params: Any, split: str, num_prompts: int, stream: 
   """
   cfg = setup.config.reward_model
   examples = list(getattr(setup.task, split)[:num_prompts])
-  sampling = sampler_lib.SamplingParams(
-      num_samples=cfg.num_samples, max_new_tokens=setup.config.eval.max_new_tokens,
-      temperature=cfg.temperature, top_k=0, top_p=1.0,
-      eos_id=setup.stop_ids, pad_id=setup.tokenizer.pad_id)  # every EOS id of an hf: model
+  # The eval section's length and the run's stop / pad ids; pure sampling at the harvest's own
+  # temperature (no top-k / top-p truncation), so labels cover the policy's whole distribution.
+  sampling = dataclasses.replace(setup.sampling_params(setup.config.eval, cfg.num_samples),
+                                 temperature=cfg.temperature, top_k=0, top_p=1.0)
   rng = rng_streams.stream_key(setup.config.seed, stream)
   samples = sample_and_score(setup, params, examples, range(len(examples)), sampling, rng, 0,
                              setup.config.eval.prompt_batch_size, progress)
@@ -69,29 +70,21 @@ def labelled_pairs(setup: RunSetup, prompts: list[str],
   flat_prompts = [p for p in prompts for _ in range(n)]
   flat_completions = [c for row in samples.completions for c in row]
   cfg = setup.config.reward_model
-  pairs = orm.encode_pairs(setup.tokenizer, flat_prompts, flat_completions,
+  pairs = batching.encode_pairs(setup.tokenizer, flat_prompts, flat_completions,
                            cfg.prompt_buckets, cfg.completion_buckets)
   return {**pairs, "labels": samples.correct.reshape(-1).astype(np.float32)}
 
 
-def _make_step(setup: RunSetup, optimizer: optax.GradientTransformation, params: Any,
-               opt_state: Any):
-  """The jitted ORM update; it keeps the layouts of `params` and `opt_state`, so the first
-  step's outputs feed the next without a recompile."""
-  loss_fn = functools.partial(orm.orm_loss, cfg=setup.model_cfg,
-                              compute_dtype=setup.compute_dtype)
-
-  def step(params, opt_state, batch):
-    (_, metrics), grads = jax.value_and_grad(lambda p: loss_fn(p, batch=batch),
-                                             has_aux=True)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    metrics["grad_norm"] = global_norm(grads)
-    return optax.apply_updates(params, updates), opt_state, metrics
-
-  layout = lambda tree: jax.tree.map(lambda x: x.sharding, tree)
-  replicated = NamedSharding(setup.mesh, PartitionSpec())
-  return jax.jit(step, donate_argnums=(0, 1),
-                 out_shardings=(layout(params), layout(opt_state), replicated))
+def _make_step(setup: RunSetup, optimizer: optax.GradientTransformation, state: TrainState,
+               data: dict[str, np.ndarray]):
+  """The jitted ORM update (the shared `make_train_step`); it keeps the layout of `state`, so
+  the first step's outputs feed the next without a recompile."""
+  loss_fn = lambda params, batch, rng: orm_net.orm_loss(params, setup.model_cfg, batch,
+                                                         setup.compute_dtype)
+  layout = jax.tree.map(lambda x: x.sharding, state)
+  batch_shardings = {k: setup.batch_sharding(np.ndim(v)) for k, v in data.items()}
+  return jit_train_step(make_train_step(loss_fn, optimizer), layout, batch_shardings,
+                        setup.mesh)
 
 
 def fit(setup: RunSetup, params: Any, data: dict[str, np.ndarray], writer: MetricsWriter | None,
@@ -113,12 +106,12 @@ def fit(setup: RunSetup, params: Any, data: dict[str, np.ndarray], writer: Metri
   replicated = NamedSharding(setup.mesh, PartitionSpec())
   params = jax.device_put(params, {"backbone": setup.param_shardings(),
                                    "head": jax.tree.map(lambda _: replicated, params["head"])})
-  opt_state = jax.jit(optimizer.init)(params)
-  # Leaves created off the mesh (the optimizer's step count) are replicated over it.
-  opt_state = jax.tree.map(
+  state = jax.jit(lambda p: create_train_state(p, optimizer, setup.config.seed))(params)
+  # Leaves created off the mesh (the optimizer's step count, the rng) are replicated over it.
+  state = jax.tree.map(
       lambda x: x if x.sharding.device_set == replicated.device_set
-      else jax.device_put(x, replicated), opt_state)
-  step_fn = _make_step(setup, optimizer, params, opt_state)
+      else jax.device_put(x, replicated), state)
+  step_fn = _make_step(setup, optimizer, state, data)
   batch_size, size = train_cfg.batch_size, len(data["labels"])
   rng = np.random.default_rng(setup.config.seed)
   order = np.zeros((0,), np.int64)
@@ -128,13 +121,13 @@ def fit(setup: RunSetup, params: Any, data: dict[str, np.ndarray], writer: Metri
       order = np.concatenate([order, rng.permutation(size)])
     take, order = order[:batch_size], order[batch_size:]
     batch = setup.shard_batch({k: v[take] for k, v in data.items()})
-    params, opt_state, metrics = step_fn(params, opt_state, batch)
+    state, metrics = step_fn(state, batch)
     if (step + 1) % train_cfg.log_every == 0 or step + 1 == train_cfg.num_steps:
       metrics = jax.device_get(metrics)
       bar.set_postfix(loss=f"{float(metrics['loss']):.4f}")
       if writer is not None:
         writer.write(step + 1, metrics, prefix="reward_model/")
-  return params
+  return state.params
 
 
 def selection_report(correct: np.ndarray, orm_scores: np.ndarray,
@@ -230,7 +223,7 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
   logging.info("%d training pairs, %.1f%% correct", len(data["labels"]),
                100 * data["labels"].mean())
 
-  params = orm.init_reward_model(policy, setup.model_cfg)
+  params = orm_net.init_reward_model(policy, setup.model_cfg)
   writer = MetricsWriter(workdir) if jax.process_index() == 0 else None
   try:
     params = fit(setup, params, data, writer, progress)
@@ -238,7 +231,7 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
     if writer is not None:
       writer.close()
 
-  scores = orm.score_pairs(params, setup.model_cfg, setup.tokenizer,
+  scores = learned.score_pairs(params, setup.model_cfg, setup.tokenizer,
                            [p for p in eval_prompts for _ in range(cfg.num_samples)],
                            [c for row in eval_samples.completions for c in row],
                            cfg.prompt_buckets, cfg.completion_buckets,
@@ -256,7 +249,7 @@ def train_reward_model(config: ml_collections.ConfigDict, workdir: str,
             "policy": report["policy"], "policy_step": policy_step, "auc": report["auc"],
             # The policy's own architecture and tokenizer (an hf: checkpoint's, not a preset's).
             "model": dataclasses.asdict(setup.model_cfg.architecture())}
-    orm.save_reward_model(workdir, jax.device_get(params), meta)
+    learned.save_reward_model(workdir, jax.device_get(params), meta)
     if hasattr(setup.tokenizer, "save"):
       setup.tokenizer.save(workdir)
     curves.write_curve_json(report, os.path.join(workdir, "verifier_report.json"))

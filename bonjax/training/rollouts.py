@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from bonjax.data.batching import encode_prompts
+from bonjax.data.batching import encode_prompts, padded_chunks
 from bonjax.data.example import TaskExample
 from bonjax.models.config import ModelConfig
 from bonjax.models.logprobs import sequence_logprobs
@@ -86,10 +86,9 @@ def sample_and_score(setup: RunSetup, params: Any, examples: Sequence[TaskExampl
                                                setup.prompt_buckets)
   ids = np.asarray(prompt_ids, dtype=np.int32)
   parts = []
-  chunks = range(0, len(examples), prompt_batch_size)
-  for start in tqdm.tqdm(chunks, desc="sampling", disable=not progress, leave=False):
-    take = np.arange(start, min(start + prompt_batch_size, len(examples)))
-    padded = np.concatenate([take, np.full(prompt_batch_size - len(take), take[0])])
+  chunks = padded_chunks(len(examples), prompt_batch_size)
+  for take, padded in tqdm.tqdm(chunks, desc="sampling", disable=not progress, leave=False,
+                                total=-(-len(examples) // prompt_batch_size)):
     rollout = setup.sample(params, sampling, prompt_tokens[padded], prompt_valid[padded],
                            ids[padded], rng, step)
     rollout = fetch_to_host(rollout)  # Split over hosts in a multi-process run.

@@ -13,6 +13,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bonjax.data.batching import encode_prompt
 from bonjax.data.example import TaskExample
+from bonjax.models import lora
 from bonjax.models import transformer
 from bonjax.models.config import ModelConfig
 from bonjax.objectives import registry as objective_registry
@@ -24,6 +25,7 @@ from bonjax.parallel.memory import MemoryPlanError
 from bonjax.training import memory_budget
 from bonjax.training.config_validation import ConfigError, validate_config
 from bonjax.training.model_source import model_and_tokenizer
+from bonjax.training.state import TrainState, create_train_state
 from bonjax.training.tasks import Task, build_task
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -88,10 +90,34 @@ class RunSetup:
     return jax.tree.map(lambda x: jax.device_put(np.asarray(x), self.batch_sharding(np.ndim(x))),
                         batch)
 
+  def abstract_params(self) -> Any:
+    """Shapes and dtypes of the model's parameters (jax.ShapeDtypeStruct), none allocated."""
+    return jax.eval_shape(lambda: transformer.init_params(self.model_cfg, jax.random.key(0)))
+
+  def abstract_train_state(self, optimizer: Any, with_anchor: bool = False,
+                           boxed: bool = False) -> TrainState:
+    """Shapes and dtypes of a fresh TrainState of this model, none allocated.
+
+    Args:
+      optimizer: the optax transformation (its moments are part of the state).
+      with_anchor: whether the state carries an EMA anchor copy of the params (`aux`).
+      boxed: whether the parameter leaves (and the optimizer moments that follow them) are
+        boxed with their logical axis names, for `sharding_lib.boxed_shardings`.
+
+    Returns:
+      A TrainState of jax.ShapeDtypeStruct leaves (LogicallyPartitioned boxes when `boxed`).
+    """
+    params = self.abstract_params()
+    trainable = lora.trainable_mask(params)  # Read from the unboxed tree: boxes hide the paths.
+    if boxed:
+      params = sharding_lib.box_logical(params, transformer.param_logical_axes(self.model_cfg))
+    aux = {"anchor": params} if with_anchor else None
+    return jax.eval_shape(lambda p, a: create_train_state(p, optimizer, 0, a, trainable),
+                          params, aux)
+
   def param_shardings(self) -> Any:
-    abstract = jax.eval_shape(lambda: transformer.init_params(self.model_cfg, jax.random.key(0)))
-    return sharding_lib.tree_shardings(transformer.param_logical_axes(self.model_cfg), abstract,
-                                       self.mesh)
+    return sharding_lib.tree_shardings(transformer.param_logical_axes(self.model_cfg),
+                                       self.abstract_params(), self.mesh)
 
   def init_params(self, seed: int) -> Any:
     """Random parameters, created directly in their sharded layout."""

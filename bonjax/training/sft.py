@@ -15,6 +15,7 @@ from bonjax.data.batching import encode_supervised
 from bonjax.data import feed
 from bonjax.models.logprobs import sequence_logprobs
 from bonjax.models.config import ModelConfig
+from bonjax.objectives.sft import supervised_nll
 
 
 def sft_loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *,
@@ -36,9 +37,10 @@ def sft_loss(params: Any, batch: dict[str, jax.Array], rng: jax.Array, *,
   del rng
   seq_logp, _ = sequence_logprobs(params, model_cfg, batch["tokens"], batch["valid"],
                                  batch["target_mask"], compute_dtype=compute_dtype)
+  rows = jnp.ones(seq_logp.shape, jnp.bool_)  # Padding rows have no targets: they add 0.
+  loss = supervised_nll(seq_logp, rows, batch["target_mask"].sum(axis=-1), "token")
   num_targets = jnp.maximum(batch["target_mask"].sum(), 1)
-  loss = -seq_logp.sum() / num_targets
-  return loss, {"token_nll": loss, "sequence_nll": -seq_logp.mean(),
+  return loss, {"token_nll": loss, "sequence_nll": supervised_nll(seq_logp, rows, None, "sequence"),
                 "target_tokens": num_targets.astype(jnp.float32)}
 
 

@@ -162,7 +162,8 @@ def test_reward_model_of_an_hf_policy_keeps_its_architecture_and_tokenizer(tmp_p
 
   from bonjax.checkpoints import hf_import  # pylint: disable=g-import-not-at-top
   from bonjax.training.model_source import hf_tokenizer  # pylint: disable=g-import-not-at-top
-  from bonjax.verifiers import reward_model as orm  # pylint: disable=g-import-not-at-top
+  from bonjax.models import reward_model as orm_net  # pylint: disable=g-import-not-at-top
+  from bonjax.training import learned_verifier as learned  # pylint: disable=g-import-not-at-top
 
   source = str(tmp_path / "llama3")
   build_hf_checkpoint(source, "llama3")
@@ -170,9 +171,9 @@ def test_reward_model_of_an_hf_policy_keeps_its_architecture_and_tokenizer(tmp_p
   config = _config(source)
   meta = {"config": config.to_dict(), "prompt_buckets": [96], "completion_buckets": [8],
           "model": dataclasses.asdict(cfg)}
-  orm.save_reward_model(str(tmp_path / "orm"), orm.init_reward_model(params, cfg), meta)
+  learned.save_reward_model(str(tmp_path / "orm"), orm_net.init_reward_model(params, cfg), meta)
   hf_tokenizer(source).save(str(tmp_path / "orm"))
-  loaded, cfg_back, tokenizer, _ = orm.load_reward_model(str(tmp_path / "orm"))
+  loaded, cfg_back, tokenizer, _ = learned.load_reward_model(str(tmp_path / "orm"))
   assert cfg_back == cfg and cfg_back.rope_scaling.rope_type == "llama3"
   assert tokenizer.encode("What is 2+3?") == hf_tokenizer(source).encode("What is 2+3?")
   np.testing.assert_array_equal(loaded["backbone"]["layers"]["q"], params["layers"]["q"])

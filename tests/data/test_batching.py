@@ -42,3 +42,10 @@ def test_char_tokenizer_round_trip_and_errors():
   assert tok.decode(tok.encode("12") + [tok.eos_id] + tok.encode("9")) == "12"
   with pytest.raises(ValueError, match="character 'x' is not in the alphabet"):
     tok.encode("x")
+
+
+def test_padded_chunks_repeat_the_first_row_of_the_last_chunk():
+  from bonjax.data.batching import padded_chunks
+  chunks = [(rows.tolist(), padded.tolist()) for rows, padded in padded_chunks(7, 3)]
+  assert chunks == [([0, 1, 2], [0, 1, 2]), ([3, 4, 5], [3, 4, 5]), ([6], [6, 6, 6])]
+  assert list(padded_chunks(0, 3)) == []

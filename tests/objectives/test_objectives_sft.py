@@ -92,3 +92,17 @@ def test_rft_and_sft_best_of_n_weights_by_hand():
   # Masked 9.0 is ignored; the tie at 2.0 goes to the first index.
   np.testing.assert_array_equal(oracle.jit_call(sft_best_of_n_weights, scores, mask),
                                 [[0, 1, 0, 0], [1, 0, 0, 0]])
+
+
+def test_supervised_nll_token_and_sequence_normalisation_by_hand():
+  """One function, two averages: per target token (algorithm="sft") and per sequence (the
+  `sft` objective); padding rows are left out of both."""
+  from bonjax.objectives.sft import supervised_nll
+  logp = jnp.asarray([-2.0, -4.0, -9.0])
+  rows = jnp.asarray([True, True, False])
+  tokens = jnp.asarray([1, 3, 5])
+  assert float(supervised_nll(logp, rows, tokens, "token")) == pytest.approx(6.0 / 4.0)
+  assert float(supervised_nll(logp, rows, None, "sequence")) == pytest.approx(6.0 / 2.0)
+  assert float(supervised_nll(logp, jnp.zeros(3, bool), tokens, "token")) == 0.0
+  with pytest.raises(ValueError, match="normalize='row'"):
+    supervised_nll(logp, rows, tokens, "row")

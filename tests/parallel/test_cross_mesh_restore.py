@@ -65,7 +65,7 @@ class MeshRun:
 
   def abstract_state(self):
     """Restore targets: shapes and dtypes of a fresh state, shardings of this mesh."""
-    return abstract_like(jax.eval_shape(self.init), self.shardings)
+    return abstract_like(self.setup.abstract_train_state(self.optimizer), self.shardings)
 
   def run(self, state, start: int, num_steps: int):
     """Steps start .. start + num_steps - 1; returns (state, losses)."""

@@ -27,7 +27,6 @@ import functools
 import json
 import os
 import sys
-import types
 from typing import Any
 
 # Run as a script (to regenerate), set up what tests/conftest.py sets up under pytest.
@@ -43,14 +42,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: E402
 
-from bonjax.models import transformer  # noqa: E402
 from bonjax.models.config import ModelConfig, get_preset  # noqa: E402
 from bonjax.parallel import sharding as sharding_lib  # noqa: E402
 from bonjax.parallel.mesh import make_mesh  # noqa: E402
 from bonjax.sampling import sampler as sampler_lib  # noqa: E402
 from bonjax.training import loop  # noqa: E402
 from bonjax.training.sft import sft_loss  # noqa: E402
-from bonjax.training.state import create_train_state, make_optimizer  # noqa: E402
+from bonjax.training.run_setup import RunSetup  # noqa: E402
+from bonjax.training.state import make_optimizer  # noqa: E402
 from bonjax.training.step import jit_train_step, make_train_step  # noqa: E402
 
 GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
@@ -87,6 +86,12 @@ def _abstract(tree: Any, shardings: Any) -> Any:
                       shardings)
 
 
+def _model_setup(cfg: ModelConfig, mesh: Mesh, compute_dtype: Any = jnp.float32) -> RunSetup:
+  """A RunSetup with only the model and the mesh: all the abstract state and shardings read."""
+  return RunSetup(config=None, model_cfg=cfg, tokenizer=None, task=None, mesh=mesh,
+                  compute_dtype=compute_dtype)
+
+
 def abstract_train_step(cfg: ModelConfig, mesh: Mesh, batch: int, length: int,
                         compute_dtype: Any = jnp.float32):
   """The loop's jitted SFT train step and abstract (state, batch) arguments on `mesh`.
@@ -95,10 +100,9 @@ def abstract_train_step(cfg: ModelConfig, mesh: Mesh, batch: int, length: int,
     (jitted step, abstract TrainState, abstract batch dict), shardings as the loop sets them.
   """
   optimizer = make_optimizer(loop_train_config())
-  setup = types.SimpleNamespace(model_cfg=cfg, mesh=mesh)
+  setup = _model_setup(cfg, mesh, compute_dtype)
   shardings = loop.state_shardings(setup, optimizer)
-  state = jax.eval_shape(lambda: create_train_state(
-      transformer.init_params(cfg, jax.random.key(0)), optimizer, 0))
+  state = setup.abstract_train_state(optimizer)
   dtypes = {"tokens": jnp.int32, "valid": jnp.bool_, "target_mask": jnp.bool_}
   batch_shardings = {k: batch_sharding(mesh, 2) for k in dtypes}
   abstract_batch = {k: jax.ShapeDtypeStruct((batch, length), d, sharding=batch_shardings[k])
@@ -114,8 +118,8 @@ def abstract_sampler_args(cfg: ModelConfig, mesh: Mesh, prompts: int, prompt_len
   Returns:
     (params, prompt_tokens, prompt_valid, prompt_ids, rng, step), all jax.ShapeDtypeStruct.
   """
-  params = jax.eval_shape(lambda: transformer.init_params(cfg, jax.random.key(0)))
-  param_shardings = sharding_lib.tree_shardings(transformer.param_logical_axes(cfg), params, mesh)
+  setup = _model_setup(cfg, mesh)
+  params, param_shardings = setup.abstract_params(), setup.param_shardings()
   replicated = sharding_lib.replicated(mesh)
   key = jax.eval_shape(lambda: jax.random.key(0))
   return (_abstract(params, param_shardings),

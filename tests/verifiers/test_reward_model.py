@@ -10,11 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bonjax.data import batching
 from bonjax.data.batching import encode_supervised
 from bonjax.models import transformer
 from bonjax.models.config import get_preset
 from bonjax.models.logprobs import sequence_logprobs
+from bonjax.models import reward_model as orm_net
 from bonjax.tokenizers.char import CharTokenizer
+from bonjax.training import learned_verifier as learned
 from bonjax.training import loop
 from bonjax.training import reward_model as orm_training
 from bonjax.training.config_validation import ConfigError
@@ -75,7 +78,7 @@ def test_within_prompt_auc_ignores_prompt_difficulty():
 
 
 def random_orm_params(seed=0, bias=0.0):
-  params = orm.init_reward_model(transformer.init_params(CFG, jax.random.key(seed)), CFG)
+  params = orm_net.init_reward_model(transformer.init_params(CFG, jax.random.key(seed)), CFG)
   params["head"]["w"] = 0.1 * jax.random.normal(jax.random.key(seed + 1), (CFG.d_model,))
   params["head"]["b"] = jnp.asarray(bias, jnp.float32)
   return params
@@ -85,11 +88,11 @@ def test_orm_loss_is_exact_binary_cross_entropy():
   """With a zero head weight every logit is the bias c, so the loss is the closed form
   -mean(y log s(c) + (1 - y) log(1 - s(c)))."""
   c = 0.7
-  params = orm.init_reward_model(transformer.init_params(CFG, jax.random.key(0)), CFG)
+  params = orm_net.init_reward_model(transformer.init_params(CFG, jax.random.key(0)), CFG)
   params["head"]["b"] = jnp.asarray(c)
-  pairs = orm.encode_pairs(TOKENIZER, ["1+2="] * 4, ["3", "4", "3", "5"], (16,), (16,))
+  pairs = batching.encode_pairs(TOKENIZER, ["1+2="] * 4, ["3", "4", "3", "5"], (16,), (16,))
   labels = np.array([1, 0, 1, 0], np.float32)
-  loss, metrics = orm.orm_loss(params, CFG, {**pairs, "labels": labels})
+  loss, metrics = orm_net.orm_loss(params, CFG, {**pairs, "labels": labels})
   sigmoid = 1 / (1 + math.exp(-c))
   expected = -(2 * math.log(sigmoid) + 2 * math.log(1 - sigmoid)) / 4
   assert float(loss) == pytest.approx(expected, rel=1e-6)
@@ -98,12 +101,12 @@ def test_orm_loss_is_exact_binary_cross_entropy():
 
 def test_encode_pairs_matches_supervised_layout_and_truncates_long_output():
   prompts, completions = ["12+3=", "4-1="], ["15", "3"]
-  pairs = orm.encode_pairs(TOKENIZER, prompts, completions, (16,), (8,))
+  pairs = batching.encode_pairs(TOKENIZER, prompts, completions, (16,), (8,))
   supervised = encode_supervised(TOKENIZER, prompts, completions, (16,), (8,))
   for key in ("tokens", "valid", "target_mask"):
     np.testing.assert_array_equal(pairs[key], supervised[key])
   # A runaway completion keeps its last tokens instead of failing the batch.
-  pairs = orm.encode_pairs(TOKENIZER, ["1+1="], ["9" * 10_000 + "2"], (16,), (8,))
+  pairs = batching.encode_pairs(TOKENIZER, ["1+1="], ["9" * 10_000 + "2"], (16,), (8,))
   tokens, valid = pairs["tokens"], pairs["valid"]
   assert tokens.shape == (1, 24) and valid[0, 16:].all()
   assert TOKENIZER.decode(tokens[0, 16:].tolist()).endswith("2")
@@ -111,26 +114,26 @@ def test_encode_pairs_matches_supervised_layout_and_truncates_long_output():
 
 def test_orm_reads_the_last_real_token_and_ignores_padding():
   params = random_orm_params()
-  pairs = orm.encode_pairs(TOKENIZER, ["12+3=", "4-1="], ["15", "3"], (16,), (8,))
+  pairs = batching.encode_pairs(TOKENIZER, ["12+3=", "4-1="], ["15", "3"], (16,), (8,))
   tokens, valid, mask = pairs["tokens"], pairs["valid"], pairs["target_mask"]
-  logits = orm.orm_logits(params, CFG, tokens, valid, mask)
+  logits = orm_net.orm_logits(params, CFG, tokens, valid, mask)
   h = transformer.hidden_states(params["backbone"], CFG, tokens,
                                 transformer.positions_from_valid(valid), valid)
   last = [np.flatnonzero(v)[-1] for v in valid]
   expected = [float(h[i, j] @ params["head"]["w"] + params["head"]["b"]) for i, j in enumerate(last)]
   np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-5, atol=1e-6)
   garbage = np.where(valid, tokens, 7)  # other ids in the padding
-  np.testing.assert_allclose(np.asarray(orm.orm_logits(params, CFG, garbage, valid, mask)),
+  np.testing.assert_allclose(np.asarray(orm_net.orm_logits(params, CFG, garbage, valid, mask)),
                              np.asarray(logits), rtol=1e-6, atol=1e-6)
 
 
 def test_likelihood_term_is_the_mean_completion_logprob():
   """With w = b = 0 and likelihood = 1 the logit is the backbone's mean log p of the
   completion tokens (EOS included), as teacher-forced scoring computes it."""
-  params = orm.init_reward_model(transformer.init_params(CFG, jax.random.key(3)), CFG)
+  params = orm_net.init_reward_model(transformer.init_params(CFG, jax.random.key(3)), CFG)
   params["head"]["likelihood"] = jnp.asarray(1.0)
-  pairs = orm.encode_pairs(TOKENIZER, ["12+3=", "4-1="], ["15", "3"], (16,), (8,))
-  logits = orm.orm_logits(params, CFG, pairs["tokens"], pairs["valid"], pairs["target_mask"])
+  pairs = batching.encode_pairs(TOKENIZER, ["12+3=", "4-1="], ["15", "3"], (16,), (8,))
+  logits = orm_net.orm_logits(params, CFG, pairs["tokens"], pairs["valid"], pairs["target_mask"])
   total, _ = sequence_logprobs(params["backbone"], CFG, pairs["tokens"], pairs["valid"],
                                pairs["target_mask"])
   np.testing.assert_allclose(np.asarray(logits), np.asarray(total) / np.array([3, 2]),
@@ -163,17 +166,17 @@ def test_orm_learns_a_token_determined_label(tmp_path):
   completions = [str(v) for v in rng.integers(0, 100, size=600)]
   prompts = [f"{a}+{b}=" for a, b in rng.integers(0, 50, size=(600, 2))]
   labels = np.array([int(c[-1]) % 2 == 0 for c in completions], np.float32)
-  pairs = orm.encode_pairs(TOKENIZER, prompts, completions, (16,), (16,))
+  pairs = batching.encode_pairs(TOKENIZER, prompts, completions, (16,), (16,))
   data = {**{k: v[:512] for k, v in pairs.items()}, "labels": labels[:512]}
-  params = {"backbone": setup.init_params(0), "head": orm.init_head(CFG)}
+  params = {"backbone": setup.init_params(0), "head": orm_net.init_head(CFG)}
   params = orm_training.fit(setup, params, data, writer=None, progress=False)
-  probs = orm.score_pairs(params, CFG, TOKENIZER, prompts[512:], completions[512:], (16,), (16,))
+  probs = learned.score_pairs(params, CFG, TOKENIZER, prompts[512:], completions[512:], (16,), (16,))
   assert orm.roc_auc(probs, labels[512:] > 0.5) > 0.95
 
 
 def test_learned_verifier_keeps_exact_correctness_and_is_order_independent():
   base = ArithmeticVerifier()
-  verifier = orm.LearnedVerifier(base, random_orm_params(bias=0.3), CFG, TOKENIZER, (16,), (16,),
+  verifier = learned.LearnedVerifier(base, random_orm_params(bias=0.3), CFG, TOKENIZER, (16,), (16,),
                                  batch_size=4)
   prompts = ["12+3=", "4-1=", "7+7=", "9-9=", "1+1=", "2+2=", "3+3="]
   completions = ["15", "2", "14", "9" * 5000, "", "4 = 4", "six"]  # "six": not in the alphabet
@@ -241,8 +244,8 @@ def test_train_report_save_and_load_as_learned_verifier(tmp_path):
   completions = [e.answer for e in examples[:2]] + ["-999", "12"]
   results = task.verify_examples(examples, completions)
   assert [r.correct for r in results[:3]] == [True, True, False]
-  params, cfg, tokenizer, _ = orm.load_reward_model(orm_dir)
-  expected = orm.score_pairs(params, cfg, tokenizer, [e.prompt for e in examples], completions,
+  params, cfg, tokenizer, _ = learned.load_reward_model(orm_dir)
+  expected = learned.score_pairs(params, cfg, tokenizer, [e.prompt for e in examples], completions,
                              (16,), (16,))
   np.testing.assert_allclose([r.score for r in results], expected, rtol=1e-6)
 
@@ -252,10 +255,10 @@ def test_probe_mode_trains_only_the_head(tmp_path):
   config.reward_model.train_backbone = False
   config.reward_model.train.weight_decay = 0.1  # would move a frozen backbone if applied
   setup = build_run_setup(config)
-  pairs = orm.encode_pairs(TOKENIZER, ["1+2="] * 32, ["3", "4"] * 16, (16,), (16,))
+  pairs = batching.encode_pairs(TOKENIZER, ["1+2="] * 32, ["3", "4"] * 16, (16,), (16,))
   data = {**pairs, "labels": np.tile([1.0, 0.0], 16).astype(np.float32)}
   backbone = jax.device_get(setup.init_params(0))
-  params = orm_training.fit(setup, {"backbone": setup.init_params(0), "head": orm.init_head(CFG)},
+  params = orm_training.fit(setup, {"backbone": setup.init_params(0), "head": orm_net.init_head(CFG)},
                             data, writer=None, progress=False)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(params["backbone"]), backbone)
   assert np.abs(np.asarray(params["head"]["w"])).sum() > 0

@@ -21,7 +21,7 @@ from bonjax.training.tasks.humaneval import build_humaneval_task
 from bonjax.training.tasks.jsonl import build_jsonl_task
 from bonjax.verifiers.base import Verifier
 from bonjax.verifiers.imperfect import ImperfectVerifier
-from bonjax.verifiers.reward_model import load_learned_verifier
+from bonjax.training.learned_verifier import load_learned_verifier
 
 __all__ = ["Task", "TASKS", "VERIFIER_KINDS", "build_task"]
 
