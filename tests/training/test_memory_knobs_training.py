@@ -112,7 +112,6 @@ def test_auto_remat_picks_the_cheapest_policy_that_fits():
   config = _config(preset="gemma2-2b", compute_dtype="bfloat16")
   config.train.batch_size, config.lengths.prompt_buckets = 8, (512,)
   config.lengths.completion_buckets = (512,)
-  gib = 1024**3
   peaks = {r: memory.plan_for_config(config, memory_budget.model_config(config, r), (1, 1, 1),
                                      on_policy=False).train_peak
            for r in ("none", "dots", "full")}
