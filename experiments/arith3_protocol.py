@@ -21,7 +21,7 @@ Scales (the argument after ":"):
 
 import ml_collections
 
-from experiments import arith3_arms
+from experiments import arith3_arms, protocol_common
 
 # Every arm in report order: the baseline first, then BoN-aware arms, then the paired
 # comparisons' members.
@@ -62,29 +62,8 @@ def get_config(scale: str = "two_hours") -> ml_collections.ConfigDict:
   if scale not in _SCALES:
     raise ValueError(f"scale {scale!r}: must be one of {sorted(_SCALES)}")
   s = _SCALES[scale]
-  p = ml_collections.ConfigDict()
-  p.scale = scale
-  p.baseline = "rl_s"  # Differences are reported against this arm.
-  p.target_n = arith3_arms.TARGET_N
-  # Paired comparisons beside the baseline: (arm, its own reference arm).
-  p.pairs = (("bon_sft", "sft"), ("vbon", "rl_kl"))
-  p.warm_start = ml_collections.ConfigDict(dict(config="arith3_sft", argument=str(s["warm_steps"])))
-  # "" trains no verifier: evaluations rank by the imperfect stand-in and BoN-RL-V is dropped.
-  p.verifier = ml_collections.ConfigDict(dict(config="arith3_verifier", argument=s["verifier"]))
-  p.arms = tuple(a for a in s["arms"] if s["verifier"] or a != "bon_rl_v")
-  p.seeds = tuple(s["seeds"])
-  p.train = ml_collections.ConfigDict(dict(
-      num_steps=s["arm_steps"], batch_size=s["batch_size"], learning_rate=s["learning_rate"],
-      eval_every=s["eval_every"], warmup_steps=min(10, s["arm_steps"]),
-      checkpoint_every=s["arm_steps"], log_every=min(10, s["arm_steps"])))
-  p.dev = ml_collections.ConfigDict(dict(num_prompts=s["dev_prompts"],
-                                         num_samples=s["dev_samples"]))
-  p.eval = ml_collections.ConfigDict(dict(
-      num_prompts=s["eval_prompts"], num_samples=s["eval_samples"], max_k=s["max_k"],
-      kl_num_samples=s["kl_num_samples"], temperatures=tuple(s["temperatures"]), common_seed=0,
-      prompt_batch_size=50 if s["eval_prompts"] >= 50 else s["eval_prompts"],
-      bootstrap_resamples=s["bootstrap"]))
-  p.coscaling = ml_collections.ConfigDict(dict(
-      temperatures=tuple(s["coscaling_temperatures"]), num_prompts=s["coscaling_prompts"],
-      num_samples=s["coscaling_samples"]))
-  return p
+  return protocol_common.build_protocol(
+      scale, s, title="BoN-aware vs BoN-unaware fine-tuning on 3-digit arithmetic",
+      start_description=f"quickstart SFT recipe with task.num_digits=3 ({s['warm_steps']} steps)",
+      warm_start=("arith3_sft", str(s["warm_steps"])), verifier=("arith3_verifier", s["verifier"]),
+      arms_config=("arith3_arms", ""), target_n=arith3_arms.TARGET_N)

@@ -1,5 +1,5 @@
 """Figures of the protocol report: BoN curves per arm with 95% bands, training curves on the
-dev set, and the temperature x N heatmap with T*(N). Agg canvas only (no display needed)."""
+dev set, dev metric against KL to the start, and the temperature x N heatmap with T*(N). Agg canvas only (no display needed)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,30 @@ def plot_training_curves(curves: Mapping[str, Mapping[str, Sequence[float]]],
     if j == 0:
       axes.legend(fontsize=6, ncol=2)
   figure.suptitle(title, fontsize=9)
+  figure.savefig(path)
+
+
+def plot_kl_frontier(frontiers: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
+                     path: str, title: str) -> None:
+  """Dev-set `metric` against KL to the start over training, one line per arm (mean over
+  seeds at each evaluated step): arms compared at matched KL read off one vertical line.
+
+  Args:
+    frontiers: arm -> {"kl": [...], metric: [...]} in step order.
+    metric: y-axis metric.
+    path: PNG path.
+    title: figure title.
+  """
+  figure = _figure(7.5, 4.8)
+  axes = figure.add_subplot(1, 1, 1)
+  for i, (arm, curve) in enumerate(frontiers.items()):
+    axes.plot(curve["kl"], curve[metric], color=f"C{i % 10}", ls="-" if i < 10 else "--",
+              marker="o", markersize=3, label=arm)
+  axes.set_xlabel("KL(policy || start) per sequence")
+  axes.set_ylabel(f"dev {metric}")
+  axes.set_title(title, fontsize=9)
+  axes.grid(alpha=0.3)
+  axes.legend(fontsize=7, ncol=2)
   figure.savefig(path)
 
 

@@ -127,20 +127,57 @@ def bands(data: ProtocolData, t: float, metric: str) -> tuple[list[int], dict[st
   return ks, out
 
 
+def dev_rows(data: ProtocolData, arm: str, seed: int) -> dict[int, dict]:
+  """Step -> the dev-set evaluation row of one run (its metrics.jsonl rows with eval/*)."""
+  return {r["step"]: r for r in read_metrics(protocol_run.arm_dir(data.root, arm, seed))
+          if "eval/pass@1" in r}
+
+
 def training_curves(data: ProtocolData, metrics: Sequence[str]) -> dict[str, dict]:
-  """Dev-set metrics vs step per arm (mean over seeds, steps every seed logged)."""
+  """Dev-set metrics vs step per arm (mean over seeds, at the steps where every seed logged
+  every metric: the SFT trainer's dev evaluations carry no KL before its last one)."""
   out = {}
   for arm in data.protocol.arms:
-    per_seed = []
-    for seed in data.protocol.seeds:
-      rows = [r for r in read_metrics(protocol_run.arm_dir(data.root, arm, seed))
-              if f"eval/{metrics[0]}" in r]
-      per_seed.append({r["step"]: r for r in rows})
+    per_seed = [{step: r for step, r in dev_rows(data, arm, seed).items()
+                 if all(f"eval/{m}" in r for m in metrics)} for seed in data.protocol.seeds]
     steps = sorted(set.intersection(*(set(s) for s in per_seed)))
     out[arm] = {"step": steps}
     for m in metrics:
       out[arm][m] = [float(np.mean([s[step][f"eval/{m}"] for s in per_seed])) for step in steps]
   return out
+
+
+def matched_kl_table(data: ProtocolData, metric: str) -> str:
+  """Each paired comparison at matched KL on the dev set: the arm's last evaluation (KL to
+  the start, `metric`) beside its reference arm's `metric` interpolated at that KL along the
+  reference's own training curve (same seed), mean ± std over seeds. A seed whose KL lies
+  outside the reference's range has no matched value (counted in the last column)."""
+  rows = []
+  for arm, other in data.protocol.pairs:
+    if arm not in data.protocol.arms or other not in data.protocol.arms:
+      continue
+    kls, own, matched = [], [], []
+    for seed in data.protocol.seeds:
+      mine, theirs = ([r for _, r in sorted(dev_rows(data, a, seed).items())
+                       if "eval/kl_to_reference" in r] for a in (arm, other))
+      last = mine[-1]
+      kl = last["eval/kl_to_reference"]
+      kls.append(kl)
+      own.append(last[f"eval/{metric}"])
+      points = sorted((r["eval/kl_to_reference"], r[f"eval/{metric}"]) for r in theirs)
+      if points and points[0][0] <= kl <= points[-1][0]:
+        matched.append(float(np.interp(kl, [p[0] for p in points], [p[1] for p in points])))
+    rows.append([f"{arm} vs {other}", md.mean_std(kls), md.mean_std(own),
+                 md.mean_std(matched) if matched else "—",
+                 f"{len(matched)} of {len(data.protocol.seeds)}"])
+  return md.table(["pair", "KL of the arm (last step)", f"arm dev {metric}",
+                   f"reference arm dev {metric} at that KL", "seeds matched"], rows)
+
+
+def kl_frontiers(data: ProtocolData, metric: str) -> dict[str, dict]:
+  """Arm -> {"kl": [...], metric: [...]}: the dev curves of `training_curves` against KL."""
+  curves = training_curves(data, [metric, "kl_to_reference"])
+  return {arm: {"kl": c["kl_to_reference"], metric: c[metric]} for arm, c in curves.items()}
 
 
 def diagnostics_table(data: ProtocolData) -> str:
@@ -207,10 +244,9 @@ def build_markdown(protocol: ml_collections.ConfigDict, root: str, out_dir: str,
   others = [a for a in protocol.arms if a != base]
   columns = difference_columns(protocol)
   sections = [
-      f"# BoN-aware vs BoN-unaware fine-tuning on 3-digit arithmetic ({protocol.scale} scale)",
+      f"# {protocol.title} ({protocol.scale} scale)",
       f"Regenerate everything here (numbers and plots) from scratch with\n\n    {command}\n",
-      f"Setup: warm start = quickstart SFT recipe with task.num_digits=3 "
-      f"({protocol.warm_start.argument} steps); arms from that one start, each "
+      f"Setup: warm start = {protocol.start_description}; arms from that one start, each "
       f"{protocol.train.num_steps} steps of {protocol.train.batch_size} prompts x "
       f"N = {protocol.target_n} samples (lr {protocol.train.learning_rate:g}); seeds "
       f"{list(protocol.seeds)}; held-out evaluation {e.num_prompts} prompts x "
@@ -254,7 +290,19 @@ def build_markdown(protocol: ml_collections.ConfigDict, root: str, out_dir: str,
   figures.plot_training_curves(curves, dev_metrics, os.path.join(out_dir, "training_curves.png"),
                                f"dev set ({protocol.dev.num_prompts} held-out prompts x "
                                f"{protocol.dev.num_samples} samples), mean over seeds")
+  frontier_metric = dev_metrics[1]
+  figures.plot_kl_frontier(kl_frontiers(data, frontier_metric), frontier_metric,
+                           os.path.join(out_dir, "kl_frontier.png"),
+                           f"dev {frontier_metric} against KL to the start over training, "
+                           f"mean over seeds")
   sections += ["## Training curves\n\n![training curves](training_curves.png)",
+               "## Against KL to the start (dev set)\n\nThe paired comparisons at matched KL: "
+               "the reference arm's training curve interpolated at the arm's final KL (dev set "
+               f"of {protocol.dev.num_prompts} prompts x {protocol.dev.num_samples} samples, "
+               "evaluated every "
+               f"{protocol.train.eval_every} steps).\n\n"
+               + matched_kl_table(data, frontier_metric)
+               + "\n\n![dev metric against KL](kl_frontier.png)",
                "## Training diagnostics (mean over logged steps and seeds)\n\n"
                + diagnostics_table(data),
                "## Temperature x N co-scaling\n\n" + coscaling_section(protocol, root, out_dir),

@@ -1,4 +1,4 @@
-"""Runs a comparison protocol (experiments/arith3_protocol.py) stage by stage under one root:
+"""Runs a comparison protocol (experiments/*_protocol.py) stage by stage under one root:
 
   <root>/warm_start/           the shared SFT start (checkpoint, eval.json)
   <root>/verifier/             the learned verifier (reward_model.json, params/)
@@ -40,14 +40,34 @@ def _experiment(name: str, argument: str) -> ml_collections.ConfigDict:
   return get_config(argument) if argument else get_config()
 
 
+class Preempted(Exception):
+  """SIGTERM stopped a training run of the protocol after it saved a checkpoint: the protocol
+  stops too (it does not go on to the next arm); rerunning the same command resumes."""
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """`loop.train`, raising `Preempted` when SIGTERM stopped it."""
+  result = loop.train(config, workdir)
+  if "preempted_at" in result:
+    raise Preempted(f"SIGTERM received: {workdir} saved step {result['preempted_at']}; rerun "
+                    f"the same command to resume the protocol there")
+  return result
+
+
 @contextlib.contextmanager
 def timed(root: str, stage: str) -> Iterator[None]:
-  """Adds the wall time of the block to `<root>/timings.json[stage]`."""
+  """Adds the wall time of the block, finished or not, to `<root>/timings.json[stage]`."""
   start = time.perf_counter()
-  yield
+  try:
+    yield
+  finally:
+    _add_time(root, stage, time.perf_counter() - start)
+
+
+def _add_time(root: str, stage: str, seconds: float) -> None:
   path = os.path.join(root, "timings.json")
   timings = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else {}
-  timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+  timings[stage] = timings.get(stage, 0.0) + seconds
   with open(path, "w", encoding="utf-8") as f:
     json.dump(timings, f, indent=2)
 
@@ -66,8 +86,13 @@ def arm_dir(root: str, arm: str, seed: int) -> str:
 
 def arm_config(protocol: ml_collections.ConfigDict, root: str, arm: str,
                seed: int) -> ml_collections.ConfigDict:
-  """Arm `arm`'s config at the protocol's scale, starting from `<root>/warm_start`."""
-  c = importlib.import_module("experiments.arith3_arms").get_config(arm)
+  """Arm `arm`'s config at the protocol's scale, starting from `<root>/warm_start`.
+
+  The arm comes from the protocol's arms module (`protocol.arms_config.config`, its
+  `get_config("<arm>[,<argument>]")`), so a protocol on another task or model only names
+  another module."""
+  a = protocol.arms_config
+  c = _experiment(a.config, f"{arm},{a.argument}" if a.argument else arm)
   c.seed = seed
   c.init_from = warm_start_dir(root)
   for field, value in protocol.train.items():
@@ -118,7 +143,7 @@ def run_warm_start(protocol: ml_collections.ConfigDict, root: str) -> None:
     c.eval.num_prompts, c.eval.num_samples = protocol.dev.num_prompts, protocol.dev.num_samples
     c.eval.prompt_batch_size = min(c.eval.prompt_batch_size, protocol.dev.num_prompts)
     with timed(root, "warm_start"):
-      loop.train(c, workdir)
+      train(c, workdir)
 
 
 def run_verifier(protocol: ml_collections.ConfigDict, root: str) -> None:
@@ -139,7 +164,8 @@ def finished_arms(protocol: ml_collections.ConfigDict, root: str) -> tuple[str, 
 
 def run_arms(protocol: ml_collections.ConfigDict, root: str) -> None:
   """Trains every arm x seed; an arm that fails is logged to `<root>/failures.json` and left
-  out of the later stages (one broken objective does not cost the others' results)."""
+  out of the later stages (one broken objective does not cost the others' results). A
+  preempted arm (SIGTERM) stops the protocol instead: `Preempted` propagates."""
   failures = {}
   for arm in protocol.arms:
     for seed in protocol.seeds:
@@ -148,7 +174,9 @@ def run_arms(protocol: ml_collections.ConfigDict, root: str) -> None:
         logging.info("protocol: arm %s seed %d", arm, seed)
         try:
           with timed(root, f"arm/{arm}"):
-            loop.train(arm_config(protocol, root, arm, seed), workdir)
+            train(arm_config(protocol, root, arm, seed), workdir)
+        except Preempted:
+          raise
         except Exception as e:  # noqa: BLE001 -- recorded and reported, see the docstring.
           logging.exception("protocol: arm %s seed %d failed", arm, seed)
           failures[f"{arm}/seed_{seed}"] = f"{type(e).__name__}: {e}"

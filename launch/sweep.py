@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 
 from bonjax.training import evaluation, loop  # noqa: E402
 from bonjax.training.run_setup import build_run_setup  # noqa: E402
-from launch import multihost  # noqa: E402
+from launch import multihost, protocol_run  # noqa: E402
 from launch.logging_setup import quiet_library_logs  # noqa: E402
 
 # Experiment files of the sweep, baselines first.
@@ -187,11 +187,15 @@ def main(argv):
   multihost.initialize(multihost.flag_values_of())
   quiet_library_logs()
   if _PROTOCOL.value:
-    from launch import protocol_report, protocol_run
+    from launch import protocol_report
     protocol = protocol_run.load_protocol(_PROTOCOL.value)
     protocol.arms = tuple(a for a in protocol.arms if a not in _SKIP_ARMS.value)
     if not _REPORT_ONLY.value:
-      protocol_run.run(protocol, _ROOT.value, _STAGES.value or None)
+      try:
+        protocol_run.run(protocol, _ROOT.value, _STAGES.value or None)
+      except protocol_run.Preempted as e:
+        print(f"preempted: {e}", file=sys.stderr)
+        sys.exit(3)  # launch.main's status for a preempted run.
       if _STAGES.value:
         return
     # The command that regenerates the report from scratch (a --report_only rerun included).
@@ -214,8 +218,12 @@ def main(argv):
       report = load_report(workdir)
       if report is None and not _REPORT_ONLY.value:
         logging.info("Running %s seed %d in %s", name, seed, workdir)
-        report = loop.train(experiment_config(name, seed), workdir)
-      if report is not None and "curve" in report:  # Not a run stopped by SIGTERM.
+        try:
+          report = protocol_run.train(experiment_config(name, seed), workdir)
+        except protocol_run.Preempted as e:
+          print(f"preempted: {e}", file=sys.stderr)
+          sys.exit(3)  # launch.main's status for a preempted run.
+      if report is not None:
         results.setdefault(name, []).append(report)
   n = results["start"][0]["curve"]["ks"][-1]
   rows = {name: summary_row(reports, n) for name, reports in results.items()}

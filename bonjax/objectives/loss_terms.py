@@ -149,16 +149,19 @@ def mean_over_rows(gain: Array, mask: Array) -> Array:
 
 def weight_metrics(weights: Array, mask: Array) -> Metrics:
   """`frac_zero_signal_groups`: share of valid rows whose sample weights are all exactly 0;
-  `mean_abs_weight`: mean |w| over valid samples."""
+  `mean_abs_weight`: mean |w| over valid samples; `weight_std`: standard deviation of w over
+  valid samples (the estimator's spread, which sets the update's variance)."""
   weights = jax.lax.stop_gradient(weights)
   valid_rows = group_stats.row_valid(mask)
   has_signal = (mask & (weights != 0)).any(axis=-1)
   num_rows = jnp.maximum(valid_rows.sum(), 1).astype(weights.dtype)
+  num_valid = jnp.maximum(mask.sum(), 1).astype(weights.dtype)
+  mean = jnp.where(mask, weights, 0).sum() / num_valid
   return {
       "frac_zero_signal_groups": (valid_rows & ~has_signal).sum().astype(weights.dtype)
                                  / num_rows,
-      "mean_abs_weight": jnp.where(mask, jnp.abs(weights), 0).sum()
-                         / jnp.maximum(mask.sum(), 1).astype(weights.dtype),
+      "mean_abs_weight": jnp.where(mask, jnp.abs(weights), 0).sum() / num_valid,
+      "weight_std": jnp.sqrt(jnp.where(mask, (weights - mean) ** 2, 0).sum() / num_valid),
   }
 
 

@@ -107,3 +107,51 @@ def test_every_arm_config_builds_and_shares_the_budget():
   full = arith3_protocol.get_config("two_hours")
   assert len(full.seeds) >= 3 and full.eval.num_prompts >= 1000
   assert full.eval.num_samples >= 128 and full.eval.max_k >= 32
+
+
+def test_matched_kl_interpolates_the_reference_curve_per_seed(tmp_path):
+  """vbon's last dev point (KL 0.3, pass@8 0.5) against rl_kl's curve through (0.2, 0.4) and
+  (0.4, 0.6) of the same seed: 0.5 at KL 0.3; seed 1's KL 0.9 is beyond rl_kl's range."""
+  protocol = arith3_protocol.get_config("tiny")
+  protocol.arms, protocol.seeds = ("rl_kl", "vbon"), (0, 1)
+  curves = {("vbon", 0): [(20, 0.1, 0.45), (40, 0.3, 0.5)],
+            ("rl_kl", 0): [(20, 0.2, 0.4), (40, 0.4, 0.6)],
+            ("vbon", 1): [(40, 0.9, 0.7)], ("rl_kl", 1): [(40, 0.5, 0.6)]}
+  for (arm, seed), points in curves.items():
+    workdir = protocol_run.arm_dir(str(tmp_path), arm, seed)
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "metrics.jsonl"), "w", encoding="utf-8") as f:
+      f.write(json.dumps({"step": 10, "loss": 1.0}) + "\n")
+      for step, kl, value in points:
+        f.write(json.dumps({"step": step, "eval/pass@1": value / 2, "eval/pass@8": value,
+                            "eval/kl_to_reference": kl}) + "\n")
+  data = protocol_report.ProtocolData(protocol, str(tmp_path))
+  row = protocol_report.matched_kl_table(data, "pass@8").splitlines()[-1].split(" | ")
+  assert row[0] == "| vbon vs rl_kl"
+  assert row[1] == "0.600 ± 0.300" and row[2] == "0.600 ± 0.100"  # KL, own pass@8 (2 seeds)
+  assert row[3] == "0.500" and row[4] == "1 of 2 |"
+  frontier = protocol_report.kl_frontiers(data, "pass@8")  # Step 40, the one both seeds share.
+  np.testing.assert_allclose(frontier["rl_kl"]["kl"], [0.45])
+  np.testing.assert_allclose(frontier["rl_kl"]["pass@8"], [0.6])
+
+
+def test_sigterm_stops_the_protocol_at_a_saved_step(tmp_path, monkeypatch):
+  """A preempted training run stops the whole protocol (it must not go on to the next stage
+  or arm, as a TPU VM being reclaimed would not wait); the checkpoint of the step in progress
+  is there for the rerun."""
+  import signal
+  from bonjax.training import sft
+  real = sft.supervised_batch
+
+  def batch(setup, step):
+    if step + 1 == 3:
+      os.kill(os.getpid(), signal.SIGTERM)  # Caught by the training loop's handler.
+    return real(setup, step)
+
+  monkeypatch.setattr(sft, "supervised_batch", batch)
+  root = str(tmp_path)
+  with pytest.raises(protocol_run.Preempted, match="saved step 3; rerun the same command"):
+    protocol_run.run(arith3_protocol.get_config("tiny"), root)
+  assert not os.path.exists(os.path.join(root, "arms"))  # No later stage started.
+  assert os.listdir(os.path.join(protocol_run.warm_start_dir(root), "checkpoints")) == ["3"]
+  assert json.load(open(os.path.join(root, "timings.json")))["warm_start"] > 0

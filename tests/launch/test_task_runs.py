@@ -9,6 +9,7 @@ reward values that the verifier's rules fix whatever the model writes.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -146,3 +147,23 @@ def test_example_configs_are_valid(module, args):
   assert real.init_from == "pretrained:smollm2-135m" and real.model.preset == "smollm2-135m"
   with pytest.raises(ValueError, match="expected <"):
     experiment.get_config("nope")
+
+
+def test_protocol_on_the_jsonl_task_from_the_sweep_command(tmp_path):
+  """experiments/math_jsonl_protocol.py: the comparison protocol on MATH-format data (the real
+  model's protocol is the same config at another scale), through `launch.sweep`."""
+  root = tmp_path / "protocol"
+  subprocess.run([sys.executable, "-m", "launch.sweep",
+                  "--protocol=experiments/math_jsonl_protocol.py:smoke", f"--root={root}",
+                  f"--report_dir={root}"], cwd=REPO, check=True, capture_output=True, text=True)
+  text = (root / "results.md").read_text(encoding="utf-8")
+  assert text.startswith("# BoN-aware vs BoN-unaware fine-tuning on MATH-format data (smoke")
+  with open(root / "verifier" / "verifier_report.json", encoding="utf-8") as f:
+    assert json.load(f)["policy"] == str(root / "warm_start")  # The protocol's own start.
+  for arm in ("rl_s", "bon_rl_v", "pkpo"):
+    with open(root / "arms" / arm / "seed_0" / "heldout_T0.8.json", encoding="utf-8") as f:
+      report = json.load(f)
+    assert report["num_prompts"] == 8 and report["num_samples"] == 4
+    assert report["temperature"] == 0.8
+    assert re.search(rf"^\| {arm} \| 1 \| ", text, re.M)
+  assert "## Differences against rl_s at T = 0.8" in text

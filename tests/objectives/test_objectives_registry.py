@@ -149,7 +149,7 @@ def _check_finite_and_padding(loss, metrics, g_logp, g_expert, cfg):
     assert float(g_expert[rows][4]) == 0.0
     single = g_logp[rows][3]
     assert np.count_nonzero(single) <= 1  # masked slots of the single-sample row
-  for key in ("loss", "frac_zero_signal_groups", "mean_abs_weight"):
+  for key in ("loss", "frac_zero_signal_groups", "mean_abs_weight", "weight_std"):
     assert np.isfinite(float(metrics[key])), (key, cfg)
   assert 0.0 <= float(metrics["frac_zero_signal_groups"]) <= 1.0
   assert float(jnp.abs(g_logp).sum() + jnp.abs(g_expert).sum()) > 0, cfg
@@ -195,3 +195,15 @@ def test_generic_properties_with_kl_ppo_and_length_normalisation(name):
   _check_finite_and_padding(loss, metrics, g_logp, g_expert, cfg)
   np.testing.assert_allclose(g_logp[5:10], g_logp[:5][:, PERM], rtol=1e-5, atol=1e-8)
   assert "ppo_clip_frac" in metrics
+
+
+def test_weight_metrics_exact_over_valid_samples():
+  """Padding never enters the weight statistics: rows [1, -1, 3 | pad] and [0, 0 | pad, pad]."""
+  from bonjax.objectives import loss_terms
+  weights = jnp.array([[1.0, -1.0, 3.0, 99.0], [0.0, 0.0, 7.0, 7.0]])
+  mask = jnp.array([[True, True, True, False], [True, True, False, False]])
+  m = loss_terms.weight_metrics(weights, mask)
+  valid = np.array([1.0, -1.0, 3.0, 0.0, 0.0])
+  np.testing.assert_allclose(float(m["mean_abs_weight"]), np.abs(valid).mean(), rtol=1e-6)
+  np.testing.assert_allclose(float(m["weight_std"]), valid.std(), rtol=1e-6)
+  assert float(m["frac_zero_signal_groups"]) == 0.5
