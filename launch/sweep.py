@@ -13,6 +13,11 @@ co-scaling grid and docs/results.md; see experiments/arith3_protocol.py):
 
   python -m launch.sweep --protocol=experiments/arith3_protocol.py:one_hour \
       --root=workdir/protocol --report_dir=docs
+  python -m launch.sweep --protocol=experiments/math_jsonl_protocol.py:accelerator \
+      --root=workdir/math_protocol --report_dir=workdir/math_protocol/report   # MATH, SmolLM2
+
+SIGTERM (preemption) checkpoints the run in progress and stops the sweep with status 3;
+rerunning the same command resumes it.
 
 An entry of --algorithms is an experiments/ module, optionally with its config argument after
 ":" (as `--config=experiments/<module>.py:<argument>`), e.g. the SmolLM2 comparison:
