@@ -235,6 +235,21 @@ def _wall_time(root: str) -> str:
           + md.table(["stage", "minutes"], rows + [["total", f"{total / 60:.1f}"]]))
 
 
+def _reused_evaluations(root: str) -> str:
+  """The evaluations copied between models with bit-identical parameters (protocol_run)."""
+  path = os.path.join(root, protocol_run.REUSED)
+  if not os.path.exists(path):
+    return ""
+  by_source: dict[str, list[str]] = {}
+  for target, source in _load_json(path).items():
+    by_source.setdefault(source, []).append(target)
+  lines = [f"- {source}: also {', '.join(sorted(targets))}"
+           for source, targets in sorted(by_source.items())]
+  return ("Models whose parameters are bit-identical to an evaluated model's share its "
+          "evaluation (same parameters and evaluation random numbers give the same samples; "
+          "the SHA-256 of the parameters is compared):\n\n" + "\n".join(lines))
+
+
 def build_markdown(protocol: ml_collections.ConfigDict, root: str, out_dir: str,
                    command: str) -> str:
   """The whole report (also writes its PNGs into `out_dir`)."""
@@ -257,6 +272,8 @@ def build_markdown(protocol: ml_collections.ConfigDict, root: str, out_dir: str,
       f"prompts (paired: one draw for both models) and over each arm's seeds.",
       f"Measured wall time: {_wall_time(root)}",
   ]
+  if _reused_evaluations(root):
+    sections.append(_reused_evaluations(root))
   for t in e.temperatures:
     diffs = differences(data, others, base, t, columns)
     from_start = differences(data, protocol.arms, "start", t, columns)

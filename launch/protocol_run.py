@@ -14,13 +14,17 @@ report (launch/protocol_report.py) reads only these files.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import json
 import os
+import shutil
 import time
 from typing import Any, Iterator, Sequence
 
+import jax
 import ml_collections
+import numpy as np
 from absl import logging
 
 from bonjax.training import coscaling_grid, evaluation, loop, reward_model
@@ -186,22 +190,62 @@ def run_arms(protocol: ml_collections.ConfigDict, root: str) -> None:
   protocol.arms = finished_arms(protocol, root)
 
 
+def params_fingerprint(params: Any) -> str:
+  """SHA-256 of every parameter's dtype, shape and bytes, in tree order."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(params):
+    array = np.asarray(leaf)
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+  return digest.hexdigest()
+
+
+REUSED = "reused_evaluations.json"
+
+
+def _reuse(root: str, name: str, source: str, target: str) -> None:
+  """Copies evaluation `name` of workdir `source` to `target` and records it in REUSED."""
+  for suffix in (".json", ".npz", "_bon_curve.png"):
+    shutil.copyfile(os.path.join(source, name + suffix), os.path.join(target, name + suffix))
+  path = os.path.join(root, REUSED)
+  reused = json.load(open(path, encoding="utf-8")) if os.path.exists(path) else {}
+  reused[f"{os.path.relpath(target, root)}/{name}"] = os.path.relpath(source, root)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(reused, f, indent=2)
+
+
 def run_heldout(protocol: ml_collections.ConfigDict, root: str) -> None:
-  """Every model at every evaluation temperature, KL to the warm start."""
+  """Every model at every evaluation temperature, KL to the warm start.
+
+  A model whose parameters are bit-identical to an evaluated one's (the unbiased pass@N arms
+  at N' = N = k train to the same policy) gets a copy of that evaluation: the same parameters
+  and the same evaluation random numbers give the same samples. Copies are listed in
+  `<root>/reused_evaluations.json` and in the report."""
   for t in protocol.eval.temperatures:
-    todo = {label: workdir for label, workdir in models(protocol, root).items()
-            if not os.path.exists(os.path.join(workdir, f"{heldout_name(t)}.npz"))}
+    name = heldout_name(t)
+    todo = {label for label, workdir in models(protocol, root).items()
+            if not os.path.exists(os.path.join(workdir, f"{name}.npz"))}
     if not todo:
       continue
     setup = build_run_setup(heldout_config(protocol, root, t))
     start, _ = loop.restore_params(setup, warm_start_dir(root))
-    for label, workdir in todo.items():
-      logging.info("protocol: held-out evaluation of %s at T=%g", label, t)
+    evaluated: dict[str, str] = {}  # Parameter fingerprint -> a workdir evaluated at t.
+    for label, workdir in models(protocol, root).items():
       with timed(root, f"heldout/T{t:g}"):
         params, step = loop.restore_params(setup, workdir)
-        report = evaluation.evaluate_bon(setup, params, step, progress=False,
-                                         reference_params=start)
-        evaluation.write_report(report, workdir, heldout_name(t))
+        fingerprint = params_fingerprint(params)
+        if label not in todo:
+          evaluated.setdefault(fingerprint, workdir)
+        elif fingerprint in evaluated:
+          logging.info("protocol: %s at T=%g has the parameters of %s: evaluation copied",
+                       label, t, evaluated[fingerprint])
+          _reuse(root, name, evaluated[fingerprint], workdir)
+        else:
+          logging.info("protocol: held-out evaluation of %s at T=%g", label, t)
+          report = evaluation.evaluate_bon(setup, params, step, progress=False,
+                                           reference_params=start)
+          evaluation.write_report(report, workdir, name)
+          evaluated[fingerprint] = workdir
 
 
 def best_bon_aware_arm(protocol: ml_collections.ConfigDict, root: str) -> str | None:

@@ -155,3 +155,33 @@ def test_sigterm_stops_the_protocol_at_a_saved_step(tmp_path, monkeypatch):
   assert not os.path.exists(os.path.join(root, "arms"))  # No later stage started.
   assert os.listdir(os.path.join(protocol_run.warm_start_dir(root), "checkpoints")) == ["3"]
   assert json.load(open(os.path.join(root, "timings.json")))["warm_start"] > 0
+
+
+def test_bit_identical_parameters_share_one_evaluation(tiny_protocol, tmp_path):
+  """A model with pkpo's exact parameters gets pkpo's evaluation copied, and evaluating it
+  for real gives exactly the copied per-prompt arrays."""
+  import shutil
+  from launch.protocol_run import build_run_setup
+  protocol, fixture_root, _ = tiny_protocol
+  root = str(tmp_path / "root")
+  shutil.copytree(fixture_root, root)
+  twin = protocol_run.arm_dir(root, "loo_passk", 0)
+  shutil.copytree(protocol_run.arm_dir(root, "pkpo", 0), twin)
+  for name in os.listdir(twin):
+    if name.startswith("heldout_"):
+      os.remove(os.path.join(twin, name))
+  protocol = arith3_protocol.get_config("tiny")
+  protocol.arms = protocol.arms + ("loo_passk",)
+  protocol_run.run_heldout(protocol, root)
+  with open(os.path.join(root, protocol_run.REUSED), encoding="utf-8") as f:
+    assert json.load(f) == {f"arms/loo_passk/seed_0/heldout_T{t:g}": "arms/pkpo/seed_0"
+                            for t in protocol.eval.temperatures}
+  setup = build_run_setup(protocol_run.heldout_config(protocol, root, 1.0))
+  params, step = protocol_run.loop.restore_params(setup, twin)
+  start, _ = protocol_run.loop.restore_params(setup, protocol_run.warm_start_dir(root))
+  fresh = evaluation.evaluate_bon(setup, params, step, progress=False, reference_params=start)
+  copied = np.load(os.path.join(twin, "heldout_T1.npz"))
+  for key, value in fresh[evaluation.PER_PROMPT].items():
+    np.testing.assert_array_equal(copied[key], value, err_msg=key)
+  text = protocol_report.build_markdown(protocol, root, root, command="c")
+  assert "- arms/pkpo/seed_0: also arms/loo_passk/seed_0/heldout_T0.7" in text
