@@ -1,5 +1,6 @@
 """Figures of the protocol report: BoN curves per arm with 95% bands, training curves on the
-dev set, dev metric against KL to the start, and the temperature x N heatmap with T*(N). Agg canvas only (no display needed)."""
+dev set, dev metric against KL to the start, and the temperature x N heatmap with T*(N). Agg
+canvas only (no display needed)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ def _figure(width: float, height: float):
   figure = Figure(figsize=(width, height), dpi=110)
   FigureCanvasAgg(figure)
   return figure
+
+
+def _finish(figure, axes, xlabel: str, ylabel: str, title: str, path: str) -> None:
+  """Labels, title, grid and legend of a one-panel figure; saves it to `path`."""
+  axes.set_xlabel(xlabel)
+  axes.set_ylabel(ylabel)
+  axes.set_title(title, fontsize=9)
+  axes.grid(alpha=0.3)
+  axes.legend(fontsize=7, ncol=2)
+  figure.savefig(path)
 
 
 def plot_bon_bands(bands: Mapping[str, Mapping[str, Sequence[float]]], ks: Sequence[int],
@@ -36,12 +47,7 @@ def plot_bon_bands(bands: Mapping[str, Mapping[str, Sequence[float]]], ks: Seque
     axes.fill_between(ks, band["low"], band["high"], color=color, alpha=0.15, lw=0)
   axes.set_xscale("log", base=2)
   axes.set_xticks(list(ks), [str(k) for k in ks])
-  axes.set_xlabel("k")
-  axes.set_ylabel(metric)
-  axes.set_title(title, fontsize=9)
-  axes.grid(alpha=0.3)
-  axes.legend(fontsize=7, ncol=2)
-  figure.savefig(path)
+  _finish(figure, axes, "k", metric, title, path)
 
 
 def plot_training_curves(curves: Mapping[str, Mapping[str, Sequence[float]]],
@@ -86,12 +92,7 @@ def plot_kl_frontier(frontiers: Mapping[str, Mapping[str, Sequence[float]]], met
   for i, (arm, curve) in enumerate(frontiers.items()):
     axes.plot(curve["kl"], curve[metric], color=f"C{i % 10}", ls="-" if i < 10 else "--",
               marker="o", markersize=3, label=arm)
-  axes.set_xlabel("KL(policy || start) per sequence")
-  axes.set_ylabel(f"dev {metric}")
-  axes.set_title(title, fontsize=9)
-  axes.grid(alpha=0.3)
-  axes.legend(fontsize=7, ncol=2)
-  figure.savefig(path)
+  _finish(figure, axes, "KL(policy || start) per sequence", f"dev {metric}", title, path)
 
 
 def plot_heatmap(values: np.ndarray, temperatures: Sequence[float], ns: Sequence[int],

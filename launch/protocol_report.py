@@ -272,8 +272,9 @@ def build_markdown(protocol: ml_collections.ConfigDict, root: str, out_dir: str,
       f"prompts (paired: one draw for both models) and over each arm's seeds.",
       f"Measured wall time: {_wall_time(root)}",
   ]
-  if _reused_evaluations(root):
-    sections.append(_reused_evaluations(root))
+  reused = _reused_evaluations(root)
+  if reused:
+    sections.append(reused)
   for t in e.temperatures:
     diffs = differences(data, others, base, t, columns)
     from_start = differences(data, protocol.arms, "start", t, columns)
